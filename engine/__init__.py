@@ -1,0 +1,1 @@
+"""The semi-autonomous production engine: teachers, agents, the session loop, the runner and the dataset store."""

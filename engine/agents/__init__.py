@@ -1,0 +1,1 @@
+"""The engine's agents: planner, project lead, worker and feedback analyzer (one module each)."""

@@ -1,0 +1,232 @@
+"""Headless commands: `shake session`, `shake sessions`, `shake data ...`, `shake teachers`, `shake config`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from engine.agents.analyzer import Classification
+from engine.config import DEFAULT_CONFIG_TOML, load_config, write_default_config
+from engine.errors import AttemptsExhausted, InputError
+from engine.session import Session, SessionEvent
+from engine.store import DatasetStore
+from engine.store.export import FORMATS, export_dataset
+from engine.teachers.pool import TeacherPool
+
+EXIT_PAUSED = 3  # the session was saved unfinished (no more feedback, or attempts exhausted)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("session", help="run a session headless: plan, propose, review from a feedback file or stdin")
+    p.add_argument("script", nargs="?", type=Path, help="the Python script to change")
+    p.add_argument("--request", "-r", default=None, help="the change request")
+    p.add_argument("--feedback", "-f", default="-", help="a file with one feedback line per review, or - for stdin")
+    p.add_argument("--max-steps", type=int, default=None, help="cut the plan to at most N steps")
+    p.add_argument("--resume", metavar="SESSION_ID", help="resume a saved session instead of starting one")
+    p.add_argument("--out", type=Path, help="write the finished script here (default: print it)")
+    p.set_defaults(func=cmd_session)
+
+    p = sub.add_parser("sessions", help="list saved sessions and their state")
+    p.set_defaults(func=cmd_sessions)
+
+    data = sub.add_parser("data", help="the DORPO dataset").add_subparsers(dest="data_cmd", required=True)
+    p = data.add_parser("stats", help="row counts by kind")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_data_stats)
+    p = data.add_parser("export", help="write the dataset in TRL's prompt/chosen/rejected layout")
+    p.add_argument("--format", choices=FORMATS, default="jsonl")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--paired-only", action="store_true", help="only rows that have a rejected (ORPO/DPO need one)")
+    p.set_defaults(func=cmd_data_export)
+
+    p = sub.add_parser("teachers", help="list the configured teachers and check that each answers")
+    p.set_defaults(func=cmd_teachers)
+
+    p = sub.add_parser("config", help="show where the configuration and data live; --init writes the defaults")
+    p.add_argument("--init", action="store_true", help="write the documented default config file")
+    p.add_argument("--force", action="store_true", help="with --init: replace an existing file")
+    p.add_argument("--defaults", action="store_true", help="print the documented defaults")
+    p.set_defaults(func=cmd_config)
+
+
+# -- session ----------------------------------------------------------------------------------
+class FeedbackSource:
+    """One feedback line per review, from a file or stdin; None at the end of input."""
+
+    def __init__(self, spec: str) -> None:
+        if spec == "-":
+            self.stream: TextIO = sys.stdin
+        else:
+            path = Path(spec)
+            if not path.is_file():
+                raise InputError(f"no feedback file at {path}")
+            self.stream = path.open(encoding="utf-8")
+        self.interactive = self.stream.isatty()
+
+    def next_line(self, prompt: str) -> str | None:
+        while True:
+            if self.interactive:
+                print(prompt, end="", flush=True)
+            line = self.stream.readline()
+            if not line:
+                return None
+            if line.strip() and not line.lstrip().startswith("#"):
+                return line.strip()
+
+
+def print_event(event: SessionEvent) -> None:
+    headers = {
+        "plan": "== plan",
+        "instruction": f"== instruction (cycle {event.data.get('cycle')}, worker: {event.data.get('teacher')})",
+        "worker": f"== worker output ({event.data.get('teacher')})",
+        "run": "== run log",
+        "proposal": "== diff",
+    }
+    if event.kind in headers:
+        print(headers[event.kind])
+        print(event.text.rstrip("\n"))
+    else:
+        print(f"-- {event.text}")
+    sys.stdout.flush()
+
+
+def confirm_label(source: FeedbackSource, cls: Classification) -> Classification:
+    """On a terminal, show the analyzer's label and let one key override it before it is committed."""
+    if not source.interactive:
+        return cls
+    answer = input(f"   {cls.name}? [Enter] commit, or a = Accepted, r = Redo, e = Further edit: ").strip().lower()
+    override = {"a": "accepted", "r": "redo", "e": "further_edit"}.get(answer[:1])
+    if override and override != cls.label:
+        return Classification(override, "user", cls.feedback, cls.raw)
+    return cls
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    config = load_config()
+    source = FeedbackSource(args.feedback)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise InputError("--max-steps must be at least 1")
+    with DatasetStore(config.data_dir) as store:
+        pool = TeacherPool(config)
+        try:
+            if args.resume:
+                session = Session.resume(store, pool, config, args.resume)
+                print(f"== resumed session {session.id} ({session.status})")
+            else:
+                if args.script is None or args.request is None:
+                    raise InputError("give a SCRIPT and --request TEXT, or --resume SESSION_ID")
+                session = Session.start(store, pool, config, args.script, args.request)
+                print(f"== session {session.id}")
+            if session.status == "planning":
+                session.plan(emit=print_event, max_steps=args.max_steps)
+            while session.status != "done":
+                index = session.state["step_index"]
+                print(f"\n== step {index + 1}/{len(session.steps)}: {session.step_text}")
+                try:
+                    session.propose(emit=print_event)
+                except AttemptsExhausted as err:
+                    print(f"!! {err}")
+                    return EXIT_PAUSED
+                line = source.next_line("feedback> ")
+                if line is None:
+                    print(f"\n== no more feedback; session {session.id} is saved. "
+                          f"Resume it with: shake session --resume {session.id}")
+                    return EXIT_PAUSED
+                print(f"feedback> {line}")
+                cls = session.classify(line)
+                origin = {"explicit": "explicit prefix", "analyzer": "analyzer", "default": "analyzer unsure; safe default"}
+                print(f"== label: {cls.name} ({origin.get(cls.source, cls.source)})")
+                cls = confirm_label(source, cls)
+                session.apply_feedback(cls, emit=print_event)
+            print("\n== finished script")
+            if args.out:
+                args.out.write_text(session.current_script, encoding="utf-8")
+                print(f"written to {args.out}")
+            else:
+                print(session.current_script.rstrip("\n"))
+            stats = store.stats()
+            print(f"== dataset: {stats.rows} rows ({stats.complete_rows} complete) in {config.data_dir}")
+            return 0
+        finally:
+            pool.close()
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        ids = store.session_ids()
+        if not ids:
+            print(f"no sessions in {config.data_dir}")
+        for sid in ids:
+            state = store.load_state(sid)
+            accepted = sum(1 for s in state["steps"] if s["status"] == "accepted")
+            print(f"{sid}  {state['status']:<8}  {accepted}/{len(state['steps'])} steps  "
+                  f"{Path(state['script_path']).name}: {state['request'][:60]}")
+    return 0
+
+
+# -- data -------------------------------------------------------------------------------------
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        stats = store.stats()
+    if args.json:
+        print(json.dumps(stats.as_dict()))
+        return 0
+    print(f"dataset at {config.data_dir}")
+    print(f"  sessions            {stats.sessions}")
+    print(f"  rows                {stats.rows}")
+    print(f"  complete (chosen)   {stats.complete_rows}")
+    print(f"  pending (no chosen) {stats.pending_rows}")
+    print(f"  with rejected       {stats.with_rejected}")
+    print(f"  with logprobs       {stats.with_logprobs}")
+    for kind, count in stats.by_kind.items():
+        print(f"    rejected {kind:<14}{count}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        n = export_dataset(store, args.out, args.format, paired_only=args.paired_only)
+    print(f"wrote {n} rows to {args.out} ({args.format})")
+    return 0
+
+
+# -- teachers and config ----------------------------------------------------------------------
+def cmd_teachers(args: argparse.Namespace) -> int:
+    config = load_config()
+    pool = TeacherPool(config)
+    report = pool.health()
+    for name, problem in report.items():
+        t = config.teachers[name]
+        agents = [a for a, names in config.agents.items() if name in names]
+        if t.backend == "embedded":
+            where = t.model or "bundled SmolLM2-135M-Instruct"
+        else:
+            where = f"{t.model} @ {t.host or 'default host'}"
+        status = "ok" if problem is None else f"UNAVAILABLE: {problem}"
+        print(f"{name:<16} {t.backend:<9} {where}  [{', '.join(agents)}]  {status}")
+    pool.close()
+    return 0 if all(p is None for p in report.values()) else 1
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.defaults:
+        print(DEFAULT_CONFIG_TOML, end="")
+        return 0
+    if args.init:
+        path = write_default_config(overwrite=args.force)
+        print(f"wrote {path}")
+        return 0
+    config = load_config()
+    exists = "" if config.config_path.exists() else " (not present: defaults apply)"
+    print(f"config file: {config.config_path}{exists}")
+    print(f"data dir:    {config.data_dir}")
+    print(f"teachers:    {', '.join(config.teachers)}")
+    for agent, names in config.agents.items():
+        print(f"  {agent:<9} {' -> '.join(names)}")
+    return 0

@@ -1,0 +1,449 @@
+"""A Precision Shaking session: a state machine over project steps and cycles.
+
+The rules (the paper's Mechanism section; `shared/README.md` §1):
+
+- The step's `prompt` is the worker's input in the step's first cycle: the lead's first instruction
+  with the current script.
+- The worker's script fails when run -> new row, `rejected` = that output (kind `error`); the error
+  goes back to the lead, which writes a fix instruction.
+- Feedback *Redo* -> new row, `rejected` = that output (kind `redo`); a new cycle starts from the
+  unchanged current script.
+- Feedback *Further edit* -> new row, `rejected` = that output (kind `further_edit`); the current
+  script becomes this output; the lead writes a refinement instruction.
+- Feedback *Accepted* -> `chosen` = the accepted output (hard label and teacher log-probabilities) is
+  written into every row of the step; if the step has no rows, one row with `rejected` empty. The
+  current script becomes the accepted one and the next step begins.
+
+Malformed worker output (no single whole script) is a failed attempt with its reason and writes no
+row. After `switch_teacher_after` failed attempts (errors, malformed outputs, Redos) the worker moves
+to its next teacher. All state lives in the store after every transition, so a session can stop at
+any point and resume.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.agents import analyzer, lead, planner, worker
+from engine.agents.analyzer import Classification
+from engine.agents.call import sampling_for
+from engine.config import Config
+from engine.errors import (
+    AttemptsExhausted,
+    InputError,
+    OutputFormatError,
+    ScoringUnsupported,
+    SessionError,
+    TeacherError,
+    TeacherUnavailable,
+)
+from engine.runner import RunResult, run_script
+from engine.store.store import DatasetStore, now_iso
+from engine.teachers.base import Generation, Message, Teacher, TokenCallback
+from engine.teachers.pool import TeacherPool
+
+MAX_SCRIPT_BYTES = 200_000
+
+
+@dataclass
+class SessionEvent:
+    kind: str  # plan, instruction, worker, run, failed, switch, proposal, row, accepted, done, note
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[SessionEvent], None]
+
+
+@dataclass
+class Proposal:
+    step_index: int
+    step: str
+    cycle: int
+    instruction: str
+    reasoning: str
+    script: str
+    base_script: str
+    text: str
+    teacher: dict[str, str]
+    run: RunResult
+
+    def diff(self) -> str:
+        return unified_diff(self.base_script, self.script) or "(no change: the proposal is identical to the current script)\n"
+
+
+def unified_diff(before: str, after: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), "current/script.py", "proposed/script.py"
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def read_script(path: Path) -> str:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no script at {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a Python file")
+    data = path.read_bytes()
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise InputError(f"{path} is {len(data)} bytes; scripts up to {MAX_SCRIPT_BYTES} bytes are supported")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+    try:
+        compile(text, str(path), "exec")
+    except SyntaxError as err:
+        raise InputError(
+            f"{path} does not parse (line {err.lineno}: {err.msg}); fix the syntax error first, "
+            "the engine needs a script that runs as its starting point"
+        ) from None
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _fresh_step() -> dict[str, Any]:
+    return {"prompt": None, "cycle": 0, "teacher_index": 0, "failures": 0, "context": {"kind": "none"}, "proposal": None}
+
+
+class Session:
+    def __init__(self, store: DatasetStore, pool: TeacherPool, config: Config, state: dict[str, Any]) -> None:
+        self.store = store
+        self.pool = pool
+        self.config = config
+        self.state = state
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls, store: DatasetStore, pool: TeacherPool, config: Config, script_path: Path, request: str
+    ) -> Session:
+        script = read_script(script_path)
+        request = request.strip()
+        if not request:
+            raise InputError("the change request is empty; say what the script should do differently")
+        state = {
+            "script_path": str(Path(script_path).resolve()),
+            "request": request,
+            "original_script": script,
+            "current_script": script,
+            "status": "planning",
+            "steps": [],
+            "step_index": 0,
+            "step": _fresh_step(),
+        }
+        session_id = store.create_session(state)
+        return cls(store, pool, config, store.load_state(session_id))
+
+    @classmethod
+    def resume(cls, store: DatasetStore, pool: TeacherPool, config: Config, session_id: str) -> Session:
+        return cls(store, pool, config, store.load_state(session_id))
+
+    @property
+    def id(self) -> str:
+        return self.state["session_id"]
+
+    @property
+    def status(self) -> str:
+        return self.state["status"]
+
+    @property
+    def current_script(self) -> str:
+        return self.state["current_script"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.state["steps"]
+
+    @property
+    def step_text(self) -> str:
+        return self.steps[self.state["step_index"]]["text"]
+
+    def _save(self, **kwargs: Any) -> list[str]:
+        return self.store.commit(self.id, state=self.state, **kwargs)
+
+    # -- agents -------------------------------------------------------------------------------
+    def _ask(
+        self,
+        agent: str,
+        messages: list[Message],
+        *,
+        teachers: list[Teacher] | None = None,
+        on_token: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+        emit: EventSink | None = None,
+    ) -> Generation:
+        """Call the agent's teachers in order; an unreachable one hands over to the next."""
+        teachers = teachers if teachers is not None else self.pool.for_agent(agent)
+        sampling_cfg = self.config.sampling[agent]
+        last: TeacherError | None = None
+        for teacher in teachers:
+            tcfg = self.config.teachers.get(teacher.identity.name)
+            sampling = sampling_for(
+                sampling_cfg,
+                seed=(tcfg.seed if tcfg else 0) + self.state["step"]["cycle"],
+                top_logprobs=tcfg.top_logprobs if tcfg else 20,
+            )
+            try:
+                return teacher.generate(messages, sampling, on_token=on_token, cancel=cancel)
+            except TeacherUnavailable as err:
+                last = err
+                if emit:
+                    emit(SessionEvent("note", f"{agent}: {err}; trying the next teacher"))
+        assert last is not None
+        raise last
+
+    # -- planning -----------------------------------------------------------------------------
+    def plan(self, *, emit: EventSink | None = None, max_steps: int | None = None, cancel=None) -> list[str]:
+        if self.status != "planning":
+            return [s["text"] for s in self.steps]
+        limit = min(max_steps or self.config.session.max_steps, self.config.session.max_steps)
+        gen = self._ask(
+            "planner", planner.plan_messages(self.state["request"], self.current_script, limit), cancel=cancel, emit=emit
+        )
+        plan = planner.parse_plan(gen, self.state["request"], limit)
+        if plan.used_fallback and emit:
+            emit(SessionEvent("note", "the planner gave no numbered steps; the request is the only step"))
+        self.state["steps"] = [{"text": s, "status": "pending", "cycles": 0} for s in plan.steps]
+        self.state["status"] = "working"
+        self._save()
+        if emit:
+            emit(SessionEvent("plan", "\n".join(f"{i + 1}. {s}" for i, s in enumerate(plan.steps)), {"steps": plan.steps}))
+        return plan.steps
+
+    # -- one proposal -------------------------------------------------------------------------
+    def worker_teachers(self) -> list[Teacher]:
+        return self.pool.for_agent("worker")
+
+    def pending_proposal(self) -> Proposal | None:
+        data = self.state["step"]["proposal"]
+        if not data:
+            return None
+        return Proposal(**{**{k: v for k, v in data.items() if k in Proposal.__dataclass_fields__}, "run": RunResult(**data["run"])})
+
+    def propose(
+        self,
+        *,
+        emit: EventSink | None = None,
+        on_token: Callable[[str, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Proposal:
+        """Run cycles (lead -> worker -> run) until a script runs cleanly; leave it for review."""
+        if self.status == "review":
+            proposal = self.pending_proposal()
+            assert proposal is not None
+            if emit:
+                emit(SessionEvent("run", proposal.run.log(), {"ok": proposal.run.ok, "script": proposal.script}))
+                emit(SessionEvent("proposal", proposal.diff(), {"run": proposal.run.as_dict()}))
+            return proposal
+        if self.status == "planning":
+            raise SessionError("plan the session first")
+        if self.status == "done":
+            raise SessionError("every step of this session is accepted; start a new session")
+        emit = emit or (lambda event: None)
+        step = self.state["step"]
+        index = self.state["step_index"]
+        self.steps[index]["status"] = "running"
+        self.state["status"] = "working"
+        workers = self.worker_teachers()
+        switch_after = self.config.session.switch_teacher_after
+        budget = switch_after * len(workers)
+        for _ in range(budget):
+            teacher = workers[step["teacher_index"] % len(workers)]
+            ctx = step["context"]
+            base_script = ctx.get("failed_script") if ctx["kind"] == "error" and ctx.get("failed_script") else self.current_script
+            lead_gen = self._ask(
+                "lead",
+                lead.instruction_messages(
+                    self.state["request"],
+                    self.step_text,
+                    self.current_script,
+                    error=ctx.get("error") if ctx["kind"] == "error" else None,
+                    failed_script=ctx.get("failed_script"),
+                    feedback=ctx.get("feedback"),
+                    feedback_kind=ctx["kind"] if ctx["kind"] in ("redo", "further_edit") else None,
+                    previous_output=ctx.get("previous_output"),
+                ),
+                on_token=(lambda t: on_token("lead", t)) if on_token else None,
+                cancel=cancel,
+                emit=emit,
+            )
+            instruction, fallback = lead.parse_instruction(lead_gen, self.step_text)
+            if fallback:
+                emit(SessionEvent("note", "the lead gave no instruction; using the step text"))
+            messages = worker.worker_messages(instruction, base_script)
+            step["cycle"] += 1
+            self.steps[index]["cycles"] = step["cycle"]
+            if step["prompt"] is None:
+                step["prompt"] = {"messages": messages, "instruction": instruction, "script": base_script}
+            emit(SessionEvent("instruction", instruction, {"cycle": step["cycle"], "teacher": teacher.identity.name}))
+            gen = self._ask(
+                "worker",
+                messages,
+                teachers=[teacher],
+                on_token=(lambda t: on_token("worker", t)) if on_token else None,
+                cancel=cancel,
+                emit=emit,
+            )
+            emit(SessionEvent("worker", gen.text, {"teacher": teacher.identity.name}))
+            try:
+                answer = worker.parse_answer(gen)
+            except OutputFormatError as err:
+                emit(SessionEvent("failed", f"malformed worker output: {err}", {"reason": str(err)}))
+                step["context"] = {
+                    "kind": "error",
+                    "error": f"The programmer's answer could not be used: {err}. The answer must contain one "
+                    "```python block with the whole script.",
+                    "failed_script": None,
+                }
+                self._count_failure(workers, emit)
+                self._save()
+                continue
+            run = run_script(answer.script, self.config.runner, cancel=cancel)
+            emit(SessionEvent("run", run.log(), {"ok": run.ok, "script": answer.script}))
+            output = self._output_record(gen, answer, teacher, step["cycle"])
+            if not run.ok:
+                rejected = {**output, "kind": "error", "error": run.error_text(), "feedback": None}
+                step["context"] = {"kind": "error", "error": run.error_text(), "failed_script": answer.script}
+                self._count_failure(workers, emit)
+                ids = self._save(new_rows=[self._row(rejected, step["cycle"])])
+                emit(SessionEvent("row", f"rejected (error) row {ids[0]}", {"kind": "error"}))
+                continue
+            blob = self.store.put_logprobs(gen.logprobs()) if gen.has_logprobs else None
+            step["proposal"] = {
+                **output,
+                "step_index": index,
+                "step": self.step_text,
+                "instruction": instruction,
+                "base_script": base_script,
+                "messages": messages,
+                "logprobs_blob": blob,
+                "run": run.as_dict(),
+            }
+            self.steps[index]["status"] = "review"
+            self.state["status"] = "review"
+            self._save()
+            proposal = self.pending_proposal()
+            assert proposal is not None
+            emit(SessionEvent("proposal", proposal.diff(), {"run": run.as_dict()}))
+            return proposal
+        self.state["status"] = "stalled"
+        step["teacher_index"] = 0
+        step["failures"] = 0
+        self.steps[index]["status"] = "pending"
+        self._save()
+        raise AttemptsExhausted(
+            f"step {index + 1} failed {budget} times across {len(workers)} worker teacher(s); "
+            f"the session is saved, resume it with `shake session --resume {self.id}`, or add a stronger teacher"
+        )
+
+    def _count_failure(self, workers: list[Teacher], emit: EventSink) -> None:
+        step = self.state["step"]
+        step["failures"] += 1
+        if step["failures"] >= self.config.session.switch_teacher_after and len(workers) > 1:
+            step["teacher_index"] = (step["teacher_index"] + 1) % len(workers)
+            step["failures"] = 0
+            name = workers[step["teacher_index"]].identity.name
+            emit(SessionEvent("switch", f"the worker switches to teacher '{name}'", {"teacher": name}))
+
+    def _output_record(self, gen: Generation, answer, teacher: Teacher, cycle: int) -> dict[str, Any]:
+        return {
+            "text": gen.text,
+            "reasoning": answer.reasoning,
+            "script": answer.script,
+            "teacher": (gen.identity or teacher.identity).as_dict(),
+            "sampling": gen.sampling.as_dict() if gen.sampling else {},
+            "agent": "worker",
+            "cycle": cycle,
+            "created_at": now_iso(),
+        }
+
+    def _row(self, rejected: dict[str, Any] | None, cycle: int) -> dict[str, Any]:
+        index = self.state["step_index"]
+        return {
+            "step_index": index,
+            "step": self.step_text,
+            "cycle": cycle,
+            "prompt": self.state["step"]["prompt"],
+            "rejected": rejected,
+            "chosen": None,
+        }
+
+    # -- feedback -----------------------------------------------------------------------------
+    def classify(self, feedback: str, *, cancel: threading.Event | None = None) -> Classification:
+        text = analyzer.check_feedback(feedback)
+        explicit = analyzer.explicit_label(text)
+        if explicit is not None:
+            return explicit
+        gen = self._ask("analyzer", analyzer.analyzer_messages(text, self.step_text if self.steps else ""), cancel=cancel)
+        return analyzer.parse_classification(gen, text)
+
+    def apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
+        emit = emit or (lambda event: None)
+        if self.status != "review":
+            raise SessionError("there is no proposal waiting for review")
+        step = self.state["step"]
+        proposal = step["proposal"]
+        record = {k: proposal[k] for k in ("text", "reasoning", "script", "teacher", "sampling", "agent", "cycle", "created_at")}
+        index = self.state["step_index"]
+        label = classification.label
+        if label in ("redo", "further_edit"):
+            rejected = {**record, "kind": label, "error": None, "feedback": classification.feedback}
+            if label == "redo":
+                step["context"] = {"kind": "redo", "feedback": classification.feedback, "previous_output": proposal["script"]}
+                self._count_failure(self.worker_teachers(), emit)
+            else:
+                self.state["current_script"] = proposal["script"]
+                step["context"] = {"kind": "further_edit", "feedback": classification.feedback}
+            step["proposal"] = None
+            self.steps[index]["status"] = "running"
+            self.state["status"] = "working"
+            ids = self._save(new_rows=[self._row(rejected, proposal["cycle"])])
+            emit(SessionEvent("row", f"rejected ({label}) row {ids[0]}", {"kind": label}))
+            return
+        if label != "accepted":
+            raise SessionError(f"unknown feedback label {label!r}")
+        chosen = {**record, "feedback": classification.feedback, "logprobs": self._chosen_logprobs(proposal, emit)}
+        has_rows = any(r["step_index"] == index for r in self.store.rows(self.id))
+        new_rows = [] if has_rows else [self._row(None, proposal["cycle"])]
+        self.state["current_script"] = proposal["script"]
+        self.steps[index]["status"] = "accepted"
+        self.state["step_index"] = index + 1
+        self.state["step"] = _fresh_step()
+        done = self.state["step_index"] >= len(self.steps)
+        self.state["status"] = "done" if done else "working"
+        self.store.commit(self.id, state=self.state, new_rows=new_rows, chosen_for_step=(index, chosen))
+        emit(SessionEvent("accepted", f"step {index + 1} accepted", {"step_index": index}))
+        if done:
+            emit(SessionEvent("done", "every step is accepted", {"script": self.current_script}))
+
+    def _chosen_logprobs(self, proposal: dict[str, Any], emit: EventSink) -> dict[str, Any] | None:
+        """Soft labels for the accepted output, conditioned on the step's prompt where possible.
+
+        The output may come from a later cycle whose instruction differs from the step's first one
+        (the row's `prompt`). A teacher that can score re-scores the output under the row's prompt in
+        one teacher-forced pass, so that the soft labels match what the student will be trained on.
+        """
+        prompt_messages = self.state["step"]["prompt"]["messages"]
+        blob = proposal.get("logprobs_blob")
+        source = "generation"
+        if proposal["messages"] != prompt_messages:
+            teacher_name = proposal["teacher"]["name"]
+            try:
+                teacher = self.pool.get(teacher_name)
+                if teacher.can_score:
+                    tcfg = self.config.teachers.get(teacher_name)
+                    scored = teacher.score(prompt_messages, proposal["text"], top_logprobs=tcfg.top_logprobs if tcfg else 20)
+                    blob = self.store.put_logprobs(scored)
+                    source = "rescored"
+            except (ScoringUnsupported, TeacherError) as err:
+                emit(SessionEvent("note", f"kept the generation's log-probabilities: {err}"))
+        if not blob:
+            return None
+        lp = self.store.get_logprobs(blob)
+        return {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids, "source": source,
+                "teacher": proposal["teacher"]}

@@ -1,0 +1,89 @@
+"""Crash-safe file writes, and a TinyDB storage built on them.
+
+TinyDB's own `JSONStorage` rewrites its file in place: a kill mid-write leaves half a JSON document.
+Here every write goes to a temporary file in the same directory, is flushed and fsync'ed, replaces
+the target with `os.replace` (atomic on POSIX), and the directory is fsync'ed so that the rename
+itself survives a power cut. A failed write removes its temporary file and leaves the old file
+byte-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tinydb.storages import Storage
+
+from engine.errors import StoreError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as err:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        if isinstance(err, OSError):
+            raise StoreError(f"could not write {path}: {err.strerror or err}; the previous version is intact") from err
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage: whole-document JSON, written atomically, cached in memory between writes.
+
+    TinyDB mutates the dict that `read()` returns before it calls `write()`; a copy is handed out so
+    that a failed write cannot leave the cache ahead of the disk.
+    """
+
+    def __init__(self, path: str | Path, **_: Any) -> None:
+        self.path = Path(path)
+        self._cache: dict | None = None
+
+    def read(self) -> dict | None:
+        if self._cache is None:
+            if not self.path.exists():
+                return None
+            raw = self.path.read_bytes()
+            if not raw.strip():
+                return None
+            try:
+                self._cache = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise StoreError(f"{self.path} is not valid JSON ({err}); it was not written by shake's store") from None
+        return copy.deepcopy(self._cache)
+
+    def write(self, data: dict) -> None:
+        try:
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except ValueError as err:
+            raise StoreError(f"refusing to write a non-finite number to {self.path}: {err}") from None
+        atomic_write_text(self.path, text)
+        self._cache = copy.deepcopy(data)
+
+    def close(self) -> None:
+        self._cache = None

@@ -1,0 +1,85 @@
+"""The one interface every teacher backend implements.
+
+A teacher turns chat messages into a `Generation`: the text and, per generated token, its bytes,
+log-probability, top-k alternatives and id (where the backend has ids). `score(messages, response)`
+returns the teacher-forced log-probabilities of a given response, or raises `ScoringUnsupported`.
+Streaming goes through `on_token`; `cancel` (a `threading.Event`) stops a generation between tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+from engine.logprobs import TokenLogprob, TokenLogprobs
+
+Message = dict[str, str]
+TokenCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What produced an output, precisely enough to reproduce or compare it."""
+
+    name: str  # the teacher's name in the configuration
+    backend: str  # embedded | ollama | openai | scripted | student
+    model: str  # model file, tag or served name
+    digest: str = ""  # file hash or server digest, where known
+    quantization: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.2
+    max_tokens: int = 256
+    top_p: float = 1.0
+    top_k: int = 40
+    seed: int = 0
+    top_logprobs: int = 20
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: list[TokenLogprob] = field(default_factory=list)
+    identity: ModelIdentity | None = None
+    sampling: SamplingParams | None = None
+    finish_reason: str = "stop"  # stop | length
+    seconds: float = 0.0
+
+    @property
+    def has_logprobs(self) -> bool:
+        return bool(self.tokens)
+
+    def logprobs(self) -> TokenLogprobs | None:
+        return TokenLogprobs.from_tokens(self.tokens) if self.tokens else None
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    identity: ModelIdentity
+    can_score: bool
+
+    def generate(
+        self,
+        messages: list[Message],
+        sampling: SamplingParams,
+        *,
+        on_token: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generation: ...
+
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs: ...
+
+    def health(self) -> None:
+        """Raise a `TeacherError` saying what is wrong, or return when the teacher can answer."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,128 @@
+"""Ollama through the official `ollama` client (server >= 0.12.11 for log-probabilities).
+
+Requests carry `logprobs=True, top_logprobs=N` (N in 0..20), an explicit `num_ctx` (Ollama's own
+default context is small) and explicit timeouts (the client has none by default). Ollama returns
+token strings without ids, and the client drops the `bytes` field, so tokens are recorded by their
+UTF-8 text with id -1; the trainer aligns them to the student by byte offsets. Ollama cannot score
+a given text: `score` raises `ScoringUnsupported`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import ollama
+
+from engine.config import TeacherConfig
+from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
+from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
+from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+
+
+def _token(entry) -> TokenLogprob:
+    top = [TopLogprob(-1, alt.token.encode("utf-8"), float(alt.logprob)) for alt in (entry.top_logprobs or [])]
+    return TokenLogprob(-1, entry.token.encode("utf-8"), float(entry.logprob), top)
+
+
+class OllamaTeacher:
+    can_score = False
+
+    def __init__(self, config: TeacherConfig) -> None:
+        self.config = config
+        self.host = config.host or DEFAULT_HOST
+        self.client = ollama.Client(
+            host=self.host,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+        )
+        self.identity = ModelIdentity(config.name, "ollama", config.model)
+
+    def _fail(self, err: Exception) -> TeacherError:
+        where = f"Ollama teacher '{self.config.name}' at {self.host}"
+        if isinstance(err, ConnectionError) or isinstance(err, httpx.ConnectError):
+            return TeacherUnavailable(f"{where} is not reachable; start it with `ollama serve`")
+        if isinstance(err, httpx.TimeoutException):
+            return TeacherUnavailable(f"{where} timed out ({type(err).__name__})")
+        if isinstance(err, httpx.TransportError):
+            return TeacherUnavailable(f"{where}: the connection broke ({type(err).__name__}: {err})")
+        if isinstance(err, ollama.ResponseError):
+            if err.status_code == 404:
+                return ModelNotFound(f"{where} has no model '{self.config.model}'; run `ollama pull {self.config.model}`")
+            if err.status_code == 503:
+                return TeacherUnavailable(f"{where} is busy or loading (HTTP 503)")
+            return TeacherError(f"{where}: {err.error} (HTTP {err.status_code})")
+        return TeacherError(f"{where} failed: {err}")
+
+    def health(self) -> None:
+        try:
+            info = self.client.show(self.config.model)
+        except Exception as err:  # the client raises builtins and httpx errors alike
+            raise self._fail(err) from None
+        details = getattr(info, "details", None)
+        quant = getattr(details, "quantization_level", "") or ""
+        digest = ""
+        try:
+            for model in self.client.list().models:
+                if model.model == self.config.model or model.model == f"{self.config.model}:latest":
+                    digest = model.digest or ""
+        except Exception:
+            pass  # the digest is provenance, not a requirement
+        self.identity = ModelIdentity(self.config.name, "ollama", self.config.model, digest, quant)
+
+    def generate(
+        self,
+        messages: list[Message],
+        sampling: SamplingParams,
+        *,
+        on_token: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        started = time.perf_counter()
+        parts: list[str] = []
+        tokens: list[TokenLogprob] = []
+        finish = "stop"
+        options = {
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,
+            "num_predict": sampling.max_tokens,
+            "num_ctx": self.config.n_ctx,
+            "seed": sampling.seed,
+        }
+        try:
+            stream = self.client.chat(
+                model=self.config.model,
+                messages=messages,
+                stream=True,
+                options=options,
+                logprobs=sampling.top_logprobs > 0,
+                top_logprobs=sampling.top_logprobs or None,
+            )
+            for chunk in stream:
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled("generation cancelled")
+                piece = chunk.message.content or ""
+                if piece:
+                    parts.append(piece)
+                    if on_token:
+                        on_token(piece)
+                tokens.extend(_token(entry) for entry in (chunk.logprobs or []))
+                if chunk.done:
+                    finish = "length" if chunk.done_reason == "length" else "stop"
+        except GenerationCancelled:
+            raise
+        except Exception as err:
+            raise self._fail(err) from None
+        return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+        raise ScoringUnsupported(
+            f"Ollama teacher '{self.config.name}' cannot score a given text (Ollama has no teacher-forced "
+            "scoring); use an embedded teacher to re-score"
+        )
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,157 @@
+"""OpenAI-compatible servers: llama.cpp's `llama-server`, `python -m llama_cpp.server`, vLLM.
+
+Chat completions are streamed over `httpx` with `logprobs: true, top_logprobs: N`; each chunk's
+`choices[0].logprobs.content` carries `{token, logprob, bytes, top_logprobs}` (llama.cpp adds `id`).
+A chat endpoint cannot score a given text, so `score` raises `ScoringUnsupported`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+
+from engine.config import TeacherConfig
+from engine.errors import (
+    GenerationCancelled,
+    ModelNotFound,
+    ScoringUnsupported,
+    TeacherError,
+    TeacherUnavailable,
+)
+from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
+from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+
+
+def token_bytes(entry: dict) -> bytes:
+    raw = entry.get("bytes")
+    if raw:
+        return bytes(raw)
+    return str(entry.get("token", "")).encode("utf-8")
+
+
+def parse_token_entry(entry: dict) -> TokenLogprob:
+    top = [
+        TopLogprob(int(alt.get("id", -1)), token_bytes(alt), float(alt["logprob"]))
+        for alt in entry.get("top_logprobs") or []
+        if alt.get("logprob") is not None
+    ]
+    return TokenLogprob(int(entry.get("id", -1)), token_bytes(entry), float(entry["logprob"]), top)
+
+
+class OpenAICompatTeacher:
+    can_score = False
+
+    def __init__(self, config: TeacherConfig) -> None:
+        if not config.host:
+            raise TeacherError(f"teacher '{config.name}' (openai backend) needs host = \"http://HOST:PORT\"")
+        self.config = config
+        self.base = config.host.rstrip("/")
+        if self.base.endswith("/v1"):
+            self.base = self.base[:-3]
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self.client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+        )
+        self.identity = ModelIdentity(config.name, "openai", config.model)
+
+    def _fail(self, err: Exception) -> TeacherError:
+        where = f"teacher '{self.config.name}' at {self.base}"
+        if isinstance(err, httpx.ConnectError):
+            return TeacherUnavailable(f"{where} is not reachable (connection refused); is the server running?")
+        if isinstance(err, httpx.TimeoutException):
+            return TeacherUnavailable(f"{where} timed out ({type(err).__name__})")
+        if isinstance(err, httpx.HTTPStatusError):
+            status = err.response.status_code
+            body = err.response.text[:300]
+            if status == 404 and "model" in body.lower():
+                return ModelNotFound(f"{where} has no model '{self.config.model}': {body}")
+            if status == 503:
+                return TeacherUnavailable(f"{where} is still loading (HTTP 503); try again shortly")
+            return TeacherError(f"{where} answered HTTP {status}: {body}")
+        return TeacherError(f"{where} failed: {err}")
+
+    def health(self) -> None:
+        try:
+            resp = self.client.get(f"{self.base}/health", timeout=self.config.connect_timeout_s)
+            if resp.status_code == 503:
+                raise TeacherUnavailable(f"teacher '{self.config.name}' at {self.base} is still loading (HTTP 503)")
+            resp = self.client.get(f"{self.base}/v1/models", timeout=self.config.connect_timeout_s)
+            resp.raise_for_status()
+        except httpx.HTTPError as err:
+            raise self._fail(err) from None
+        served = [m.get("id") for m in resp.json().get("data", [])]
+        if served and self.config.model not in served:
+            raise ModelNotFound(
+                f"teacher '{self.config.name}' at {self.base} has no model '{self.config.model}' "
+                f"(served: {', '.join(map(str, served))})"
+            )
+
+    def generate(
+        self,
+        messages: list[Message],
+        sampling: SamplingParams,
+        *,
+        on_token: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        payload = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": sampling.top_k,  # llama.cpp and vLLM accept it; OpenAI proper ignores unknown fields
+            "max_tokens": sampling.max_tokens,
+            "seed": sampling.seed,
+            "stream": True,
+            "logprobs": sampling.top_logprobs > 0,
+        }
+        if sampling.top_logprobs > 0:
+            payload["top_logprobs"] = sampling.top_logprobs
+        started = time.perf_counter()
+        parts: list[str] = []
+        tokens: list[TokenLogprob] = []
+        finish = "stop"
+        try:
+            with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=payload) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    resp.raise_for_status()
+                for line in resp.iter_lines():
+                    if cancel is not None and cancel.is_set():
+                        raise GenerationCancelled("generation cancelled")
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        raise TeacherError(f"teacher '{self.config.name}' reported an error mid-answer: {chunk['error']}")
+                    choice = (chunk.get("choices") or [{}])[0]
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        parts.append(piece)
+                        if on_token:
+                            on_token(piece)
+                    for entry in ((choice.get("logprobs") or {}).get("content") or []):
+                        tokens.append(parse_token_entry(entry))
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+        except httpx.HTTPError as err:
+            raise self._fail(err) from None
+        except json.JSONDecodeError as err:
+            raise TeacherError(f"teacher '{self.config.name}' sent a malformed stream chunk: {err}") from None
+        return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+        raise ScoringUnsupported(
+            f"teacher '{self.config.name}' (OpenAI-compatible chat API) cannot score a given text; "
+            "use an embedded teacher for teacher-forced scoring"
+        )
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,1 @@
+"""The Textual review studio over the engine and the trainer."""
