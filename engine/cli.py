@@ -61,7 +61,7 @@ class FeedbackSource:
             self.stream: TextIO = sys.stdin
         else:
             path = Path(spec)
-            if not path.is_file():
+            if not path.exists() or path.is_dir():
                 raise InputError(f"no feedback file at {path}")
             self.stream = path.open(encoding="utf-8")
         self.interactive = self.stream.isatty()

@@ -232,7 +232,18 @@ class Session:
         on_token: Callable[[str, str], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> Proposal:
-        """Run cycles (lead -> worker -> run) until a script runs cleanly; leave it for review."""
+        """Run cycles (lead -> worker -> run) until a script runs cleanly; leave it for review.
+
+        A cancel or a teacher error midway drops the unsaved cycle: the state is reloaded from the
+        store, which holds everything up to the last completed transition.
+        """
+        try:
+            return self._propose(emit=emit, on_token=on_token, cancel=cancel)
+        except BaseException:
+            self.state = self.store.load_state(self.id)
+            raise
+
+    def _propose(self, *, emit, on_token, cancel) -> Proposal:
         if self.status == "review":
             proposal = self.pending_proposal()
             assert proposal is not None

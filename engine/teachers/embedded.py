@@ -140,16 +140,19 @@ class _LoadedModel:
         ptr = self.llm._ctx.get_logits_ith(-1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def feed(self, tokens: list[int]) -> np.ndarray:
-        """Decode `tokens` after the longest prefix already in the KV cache; return the last logits."""
-        cached = self.llm.n_tokens
-        common = 0
-        limit = min(cached, len(tokens) - 1)  # always decode at least one token to get fresh logits
-        ids = self.llm.input_ids
-        while common < limit and ids[common] == tokens[common]:
-            common += 1
-        self.llm.n_tokens = common
-        self.llm.eval(tokens[common:])
+    def start(self, prompt_ids: list[int]) -> np.ndarray:
+        """Evaluate a prompt from an empty cache; return the logits for the first new token.
+
+        The prompt is always evaluated whole: reusing a cached prefix would decode its last token
+        alone, whose logits round differently from the batched pass, and a seeded sample would no
+        longer be reproducible.
+        """
+        self.llm.reset()
+        self.llm.eval(prompt_ids)
+        return self._last_logits()
+
+    def step(self, token: int) -> np.ndarray:
+        self.llm.eval([token])
         return self._last_logits()
 
     def all_logits(self, tokens: list[int], start: int) -> np.ndarray:
@@ -224,11 +227,10 @@ class EmbeddedTeacher:
                     f"n_ctx={self.config.n_ctx}; raise n_ctx or shorten the script"
                 )
             max_tokens = min(sampling.max_tokens, budget)
-            logits = model.feed(prompt_ids)
+            logits = model.start(prompt_ids)
             tokens: list[TokenLogprob] = []
             out = bytearray()
             finish = "length"
-            context = list(prompt_ids)
             for _ in range(max_tokens):
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled")
@@ -247,8 +249,7 @@ class EmbeddedTeacher:
                 if any(stop and stop in text_tail for stop in stops):
                     finish = "stop"
                     break
-                context.append(token)
-                logits = model.feed(context)
+                logits = model.step(token)
         text = out.decode("utf-8", errors="replace")
         for stop in stops:
             if stop and stop in text:

@@ -1,0 +1,228 @@
+"""The session state machine against the dataset rules (shared/README.md §1), with scripted teachers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.agents.analyzer import Classification
+from engine.errors import AttemptsExhausted, GenerationCancelled, InputError, SessionError
+from engine.session import Session
+from engine.store import DatasetStore
+from engine.teachers.pool import TeacherPool
+from helpers import ScriptedTeacher, worker_answer
+
+ORIGINAL = 'print("hello")\n'
+FAILING = 'raise ValueError("boom")\n'
+A = 'print("hello")\nprint("bye")\n'
+B = 'print("hello")\nprint("goodbye")\n'
+C = 'print("hello")\nprint("goodbye!")\n'
+D = 'print("hello")\nprint("goodbye!")\nprint(3)\n'
+
+
+def make_session(store, config, script_file, a_answers, b_answers=None):
+    a = ScriptedTeacher("a", a_answers)
+    b = ScriptedTeacher("b", b_answers or {})
+    pool = TeacherPool(config, extra={"a": a, "b": b})
+    session = Session.start(store, pool, config, script_file, "say goodbye, then count")
+    return session, a, b
+
+
+def by_step(store, session):
+    rows = list(store.rows(session.id))
+    return {i: [r for r in rows if r["step_index"] == i] for i in {r["step_index"] for r in rows}}
+
+
+def test_every_row_rule_in_one_session(store, config, script_file):
+    config.session.switch_teacher_after = 5  # this test is about rows; switching has its own test
+    session, a, _ = make_session(
+        store,
+        config,
+        script_file,
+        {
+            "planner": ["1. Add a goodbye line\n2. Print a count"],
+            "lead": ["Add a goodbye line.", "Fix the ValueError.", "Try again, say goodbye.", "Add an exclamation mark.", "Print 3."],
+            "worker": [worker_answer(FAILING), worker_answer(A), worker_answer(B), worker_answer(C), worker_answer(D)],
+        },
+    )
+    assert session.plan() == ["Add a goodbye line", "Print a count"]
+
+    # cycle 1 fails when run -> error row; cycle 2 runs -> proposal
+    proposal = session.propose()
+    assert proposal.script == A and proposal.run.ok and proposal.cycle == 2
+    rows = list(store.rows(session.id))
+    assert [r["rejected"]["kind"] for r in rows] == ["error"]
+    assert rows[0]["rejected"]["script"] == FAILING and "boom" in rows[0]["rejected"]["error"]
+    assert rows[0]["chosen"] is None
+    # the error went back to the lead
+    lead_calls = [m for agent, m in a.calls if agent == "lead"]
+    assert "boom" in lead_calls[1][1]["content"]
+
+    # Redo -> redo row, current script unchanged
+    session.apply_feedback(Classification("redo", "user", "wrong line"))
+    assert session.current_script == ORIGINAL
+    proposal = session.propose()
+    assert proposal.script == B
+    lead_calls = [m for agent, m in a.calls if agent == "lead"]
+    assert "rejected by the user" in lead_calls[2][1]["content"] and "wrong line" in lead_calls[2][1]["content"]
+
+    # Further edit -> further_edit row, current script becomes B
+    session.apply_feedback(Classification("further_edit", "user", "add an exclamation mark"))
+    assert session.current_script == B
+    proposal = session.propose()
+    assert proposal.script == C and proposal.base_script == B
+
+    # Accepted -> chosen in every row of the step
+    session.apply_feedback(Classification("accepted", "user", "good"))
+    assert session.current_script == C
+    steps = by_step(store, session)
+    assert [r["rejected"]["kind"] for r in steps[0]] == ["error", "redo", "further_edit"]
+    for row in steps[0]:
+        assert row["chosen"]["script"] == C
+        assert row["chosen"]["text"] == worker_answer(C)
+        assert row["chosen"]["reasoning"] == "I change what the instruction asks."
+        # the prompt is the first cycle's instruction with the script of that moment
+        assert row["prompt"]["instruction"] == "Add a goodbye line."
+        assert row["prompt"]["script"] == ORIGINAL
+        assert "Add a goodbye line." in row["prompt"]["messages"][1]["content"]
+    # the accepted output came from cycle 5's prompt, so the teacher re-scored it under the row's prompt
+    lp = steps[0][0]["chosen"]["logprobs"]
+    assert lp["source"] == "rescored" and lp["n_tokens"] > 0
+    assert a.scored and a.scored[-1][0] == steps[0][0]["prompt"]["messages"]
+    assert len(store.get_logprobs(lp["blob"])) == lp["n_tokens"]
+
+    # step 2 accepted on its first cycle -> one row with an empty rejected
+    proposal = session.propose()
+    assert proposal.script == D and proposal.base_script == C
+    session.apply_feedback(Classification("accepted", "explicit", ""))
+    steps = by_step(store, session)
+    assert len(steps[1]) == 1
+    assert steps[1][0]["rejected"] is None and steps[1][0]["chosen"]["script"] == D
+    assert steps[1][0]["chosen"]["logprobs"]["source"] == "generation"
+    assert session.status == "done" and session.current_script == D
+    for row in store.rows(session.id):
+        prov = row["chosen"]
+        assert prov["teacher"]["name"] == "a" and prov["sampling"]["temperature"] == config.sampling["worker"].temperature
+        assert row["session_id"] == session.id and row["created_at"]
+    with pytest.raises(SessionError):
+        session.propose()
+
+
+def test_malformed_output_is_a_failed_attempt_without_a_row(store, config, script_file):
+    config.session.switch_teacher_after = 5
+    session, a, _ = make_session(
+        store, config, script_file,
+        {"worker": ["Sure! I would print goodbye.", "```python\nprint(1)\n```\n```python\nprint(2)\n```", worker_answer(A)]},
+    )
+    session.plan()
+    proposal = session.propose()
+    assert proposal.script == A
+    assert list(store.rows(session.id)) == []
+    lead_calls = [m for agent, m in a.calls if agent == "lead"]
+    assert "could not be used" in lead_calls[1][1]["content"]
+
+
+def test_worker_switches_teacher_after_n_failures(store, config, script_file):
+    session, a, b = make_session(
+        store, config, script_file,
+        {"worker": [worker_answer(FAILING), worker_answer(FAILING)]},
+        {"worker": [worker_answer(A)]},
+    )
+    session.plan()
+    events = []
+    proposal = session.propose(emit=events.append)
+    assert proposal.teacher["name"] == "b"
+    assert any(e.kind == "switch" and "'b'" in e.text for e in events)
+    session.apply_feedback(Classification("accepted", "user", ""))
+    rows = list(store.rows(session.id))
+    assert [r["rejected"]["teacher"]["name"] for r in rows] == ["a", "a"]
+    assert all(r["chosen"]["teacher"]["name"] == "b" for r in rows)
+
+
+def test_all_teachers_failing_stalls_and_resume_retries(store, config, script_file):
+    session, a, b = make_session(
+        store, config, script_file,
+        {"worker": [worker_answer(FAILING)] * 2 + [worker_answer(A)]},
+        {"worker": [worker_answer(FAILING)] * 2},
+    )
+    session.plan()
+    with pytest.raises(AttemptsExhausted, match="resume"):
+        session.propose()
+    assert session.status == "stalled"
+    assert len(list(store.rows(session.id))) == 4
+    resumed = Session.resume(store, session.pool, config, session.id)
+    assert resumed.propose().script == A
+
+
+def test_pause_and_resume_from_the_store(config, script_file):
+    a = ScriptedTeacher("a", {"worker": [worker_answer(A), worker_answer(B)]})
+    with DatasetStore(config.data_dir) as store:
+        session = Session.start(store, TeacherPool(config, extra={"a": a}), config, script_file, "say goodbye")
+        session.plan()
+        first = session.propose()
+        session_id = session.id
+    # a new process: everything comes back from disk
+    with DatasetStore(config.data_dir) as store:
+        resumed = Session.resume(store, TeacherPool(config, extra={"a": a}), config, session_id)
+        assert resumed.status == "review"
+        again = resumed.propose()
+        assert again.script == first.script and again.cycle == first.cycle
+        resumed.apply_feedback(Classification("further_edit", "user", "more"))
+        session_id = resumed.id
+    with DatasetStore(config.data_dir) as store:
+        resumed = Session.resume(store, TeacherPool(config, extra={"a": a}), config, session_id)
+        assert resumed.current_script == A and resumed.status == "working"
+        assert resumed.propose().script == B
+
+
+def test_analyzer_labels_explicit_prefixes_and_safe_default(store, config, script_file):
+    session, a, _ = make_session(
+        store, config, script_file, {"analyzer": ["ACCEPTED", "I think maybe", "REDO or EDIT", " redo."]}
+    )
+    session.plan()
+    assert session.classify("looks great").label == "accepted"
+    unsure = session.classify("hmm")
+    assert unsure.label == "further_edit" and unsure.source == "default"
+    assert session.classify("whatever").label == "further_edit"
+    assert session.classify("start over").label == "redo"
+    calls = len([1 for agent, _ in a.calls if agent == "analyzer"])
+    explicit = session.classify("accept: all good")
+    assert explicit.label == "accepted" and explicit.source == "explicit" and explicit.feedback == "all good"
+    assert session.classify("redo: no").label == "redo"
+    assert session.classify("Edit: rename x").label == "further_edit"
+    assert len([1 for agent, _ in a.calls if agent == "analyzer"]) == calls  # the model was not asked
+    with pytest.raises(InputError):
+        session.classify("   ")
+
+
+def test_user_override_of_the_analyzer_label_is_what_is_stored(store, config, script_file):
+    session, a, _ = make_session(store, config, script_file, {"analyzer": ["ACCEPTED"], "worker": [worker_answer(A)]})
+    session.plan()
+    session.propose()
+    guess = session.classify("this is fine I guess")
+    assert guess.label == "accepted"
+    session.apply_feedback(Classification("redo", "user", guess.feedback))
+    rows = list(store.rows(session.id))
+    assert rows[0]["rejected"]["kind"] == "redo" and rows[0]["chosen"] is None
+
+
+def test_cancel_during_generation_leaves_the_session_consistent(store, config, script_file):
+    slow = ScriptedTeacher("a", {"worker": [worker_answer(A) * 20, worker_answer(B)]}, delay_s=0.05)
+    pool = TeacherPool(config, extra={"a": slow, "b": ScriptedTeacher("b")})
+    session = Session.start(store, pool, config, script_file, "say goodbye")
+    session.plan()
+    cancel = threading.Event()
+    seen = []
+
+    def on_token(agent, text):
+        if agent == "worker":
+            seen.append(text)
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        session.propose(on_token=on_token, cancel=cancel)
+    assert seen and list(store.rows(session.id)) == []
+    reloaded = Session.resume(store, pool, config, session.id)
+    assert reloaded.status == "working"
+    assert reloaded.propose().script == B

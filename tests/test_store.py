@@ -1,0 +1,136 @@
+"""The dataset store: atomic writes, sharding, the process lock, blobs, snapshot and export."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from engine.errors import StoreError, StoreLocked
+from engine.logprobs import TokenLogprobs
+from engine.store import DatasetStore, Snapshot
+from engine.store.atomic import atomic_write_bytes
+from engine.store.export import export_dataset
+from helpers import fake_tokens
+
+
+def row(step=0, kind="error", chosen=None):
+    return {
+        "step_index": step,
+        "step": "s",
+        "cycle": 1,
+        "prompt": {"messages": [{"role": "user", "content": "p"}], "instruction": "i", "script": "x"},
+        "rejected": {"kind": kind, "text": "bad", "reasoning": "r", "script": "y"} if kind else None,
+        "chosen": chosen,
+    }
+
+
+def test_second_writer_is_refused_with_a_clear_message(tmp_path):
+    with DatasetStore(tmp_path):
+        with pytest.raises(StoreLocked, match="in use by another shake process"):
+            DatasetStore(tmp_path)
+    DatasetStore(tmp_path).close()  # released on close
+
+
+def test_rows_are_sharded_by_session_and_chosen_fills_a_step(tmp_path):
+    with DatasetStore(tmp_path) as store:
+        s1 = store.create_session({"status": "working"})
+        s2 = store.create_session({"status": "working"})
+        store.commit(s1, new_rows=[row(0, "error"), row(0, "redo"), row(1, "redo")])
+        store.commit(s2, new_rows=[row(0, "further_edit")])
+        store.commit(s1, chosen_for_step=(0, {"text": "good", "logprobs": None}))
+        rows = list(store.rows(s1))
+        assert [r["chosen"]["text"] if r["chosen"] else None for r in rows] == ["good", "good", None]
+        assert len(list(store.rows(s2))) == 1
+        assert (tmp_path / "sessions" / f"{s1}.json").exists()
+        stats = store.stats()
+        assert stats.rows == 4 and stats.complete_rows == 2 and stats.by_kind["redo"] == 2
+
+
+def test_logprob_blobs_round_trip_and_stay_out_of_the_json(tmp_path):
+    lp = TokenLogprobs.from_tokens(fake_tokens("hello world, " * 200))
+    with DatasetStore(tmp_path) as store:
+        sid = store.create_session({})
+        digest = store.put_logprobs(lp)
+        store.commit(sid, new_rows=[row(0, None, {"text": "t", "logprobs": {"blob": digest}})])
+        back = store.get_logprobs(digest)
+    assert back.token_bytes == lp.token_bytes
+    np.testing.assert_array_equal(back.top_logprobs, lp.top_logprobs)
+    shard = (tmp_path / "sessions" / f"{sid}.json").read_text()
+    assert len(shard) < 2000  # the arrays are not in the JSON document
+
+
+def test_corrupt_blob_is_detected(tmp_path):
+    with DatasetStore(tmp_path) as store:
+        digest = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("abc")))
+        path = store.blobs.path_for(digest)
+        path.write_bytes(path.read_bytes()[:-3] + b"xyz")
+        with pytest.raises(StoreError, match="corrupt"):
+            store.get_logprobs(digest)
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp_files(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    target.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(StoreError, match="previous version is intact"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_non_finite_numbers_are_refused_not_written(tmp_path):
+    with DatasetStore(tmp_path) as store:
+        sid = store.create_session({})
+        before = (tmp_path / "sessions" / f"{sid}.json").read_bytes()
+        bad = row()
+        bad["rejected"]["score"] = float("-inf")
+        with pytest.raises(StoreError, match="non-finite"):
+            store.commit(sid, new_rows=[bad])
+        assert (tmp_path / "sessions" / f"{sid}.json").read_bytes() == before
+        assert list(store.rows(sid)) == []
+
+
+def test_snapshot_is_frozen_and_hashed(tmp_path):
+    with DatasetStore(tmp_path / "data") as store:
+        sid = store.create_session({})
+        digest = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good")))
+        store.commit(sid, new_rows=[row(0, "error"), row(1, "redo")])
+        store.commit(sid, chosen_for_step=(0, {"text": "good", "logprobs": {"blob": digest}}))
+        info = store.snapshot(tmp_path / "snap")
+        store.commit(sid, new_rows=[row(0, "redo", {"text": "later"})])  # added after the snapshot
+    snap = Snapshot(tmp_path / "snap")
+    assert info.rows == 1 and len(snap.rows) == 1 and snap.sha256 == info.sha256
+    assert snap.logprobs(snap.rows[0]).text == "good"
+    (tmp_path / "snap" / "rows.jsonl").write_text("{}\n")
+    with pytest.raises(StoreError, match="modified"):
+        Snapshot(tmp_path / "snap")
+
+
+def test_export_jsonl_has_trl_columns(tmp_path):
+    with DatasetStore(tmp_path / "data") as store:
+        sid = store.create_session({})
+        digest = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good answer")))
+        store.commit(sid, new_rows=[row(0, "error"), row(1, None), row(2, "redo")])
+        store.commit(sid, chosen_for_step=(0, {"text": "good answer", "logprobs": {"blob": digest}}))
+        store.commit(sid, chosen_for_step=(1, {"text": "fine", "logprobs": None}))
+        n = export_dataset(store, tmp_path / "out.jsonl")
+        paired = export_dataset(store, tmp_path / "paired.jsonl", paired_only=True)
+        export_dataset(store, tmp_path / "out.parquet", "parquet")
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert n == 2 and paired == 1  # the pending row of step 2 is left out
+    first = lines[0]
+    assert first["prompt"][0]["role"] == "user"
+    assert first["chosen"] == [{"role": "assistant", "content": "good answer"}]
+    assert first["rejected"][0]["content"] == "bad" and first["rejected_kind"] == "error"
+    assert first["chosen_logprobs"]["tokens"][0] == "good"
+    assert lines[1]["rejected"] is None and lines[1]["chosen_logprobs"] is None
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 2
