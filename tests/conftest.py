@@ -53,3 +53,18 @@ def script_file(tmp_path):
     path = tmp_path / "hello.py"
     path.write_text('print("hello")\n')
     return path
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    from trainer.student import load_tokenizer
+
+    return load_tokenizer("")
+
+
+@pytest.fixture(scope="session")
+def smol_teacher():
+    from engine.config import TeacherConfig
+    from engine.teachers.embedded import EmbeddedTeacher
+
+    return EmbeddedTeacher(TeacherConfig(name="smollm2", top_logprobs=8))

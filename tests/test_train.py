@@ -1,0 +1,167 @@
+"""The recipe end to end on a tiny random Llama: learning, QLoRA on CPU, resume, bad input, eval, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainer.config import TrainConfig
+from trainer.errors import TrainError
+from trainer.recipe import train
+from dataset_factory import make_dataset
+
+TIMING = {"seconds", "tokens_per_s", "peak_memory_mb"}
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory, smol_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    smol_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, smol_teacher):
+    root = tmp_path_factory.mktemp("dataset")
+    with pytest.MonkeyPatch.context() as mp:
+        config = root / "config.toml"
+        config.write_text('[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n[session]\nswitch_teacher_after = 9\n')
+        mp.setenv("SHAKE_CONFIG", str(config))
+        mp.setenv("SHAKE_DATA", str(root / "data"))
+        rows = make_dataset(root / "data", root, smol_teacher)
+    assert rows == 12
+    return root / "data"
+
+
+def cfg(student, **kw):
+    base = dict(student=student, max_steps=6, batch_size=2, lr=5e-3, lora_r=8, lora_alpha=16, eval_fraction=0.0,
+                checkpoint_every=3, warmup_steps=0, schedule="constant", max_length=1024, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_student_learns_and_logs_every_part(dataset, tiny_student, tmp_path):
+    # every step sees the same 12 rows, so the curve shows learning rather than batch noise
+    result = train(cfg(tiny_student, max_steps=12, batch_size=12, lr=3e-2, run_dir=str(tmp_path / "run")), dataset, progress=False, log=lambda m: None)
+    rows = metrics(result.run_dir)
+    assert len(rows) == 12
+    # A rank-8 LoRA on a random 64-wide model with a frozen, tied head learns little, but steadily;
+    # a broken gradient path would leave the loss flat.
+    losses = [r["loss"] for r in rows]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    keys = {"loss", "distill", "kd", "nll", "odds_ratio", "log_odds", "chosen_logps", "rejected_logps", "margin",
+            "aligned_share", "lr", "tokens_per_s", "peak_memory_mb"}
+    assert keys <= set(rows[-1])
+    assert rows[-1]["aligned_share"] == pytest.approx(1.0, abs=0.05)  # same tokenizer as the teacher
+    assert (result.run_dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_qlora_on_cpu_runs_a_step(dataset, tiny_student, tmp_path):
+    result = train(cfg(tiny_student, max_steps=1, load_in_4bit="on", run_dir=str(tmp_path / "q")), dataset,
+                   progress=False, log=lambda m: None)
+    assert result.four_bit and math.isfinite(result.final_metrics["loss"])
+
+
+def test_resume_gives_the_same_weights_and_metrics(dataset, tiny_student, tmp_path):
+    straight = train(cfg(tiny_student, run_dir=str(tmp_path / "a")), dataset, progress=False, log=lambda m: None)
+    partial = train(cfg(tiny_student, run_dir=str(tmp_path / "b")), dataset, progress=False, log=lambda m: None,
+                    should_stop=lambda step: step >= 3)
+    assert partial.steps == 3 and not (tmp_path / "b" / "DONE").exists()
+    # a save killed half-way leaves a partial directory; resume skips it with a warning
+    (tmp_path / "b" / "checkpoints" / ".step-000004.tmp").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = train(TrainConfig(resume=True, run_dir=str(tmp_path / "b")), dataset, progress=False, log=lambda m: None)
+    assert any("partial checkpoint" in str(w.message) for w in caught)
+    assert resumed.steps == 6
+    a = load_file(str(straight.adapter_dir / "adapter_model.safetensors"))
+    b = load_file(str(resumed.adapter_dir / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    ma, mb = metrics(straight.run_dir), metrics(resumed.run_dir)
+    assert [m["step"] for m in mb] == [1, 2, 3, 4, 5, 6]
+    for x, y in zip(ma, mb):
+        for key in x.keys() - TIMING:
+            if isinstance(x[key], float):
+                assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
+            else:
+                assert x[key] == y[key], key
+
+
+def test_bad_input_gives_one_clear_message(dataset, tiny_student, tmp_path):
+    empty = tmp_path / "empty"
+    from engine.store import DatasetStore
+
+    DatasetStore(empty).close()
+    with pytest.raises(TrainError, match="no complete rows"):
+        train(cfg(tiny_student, run_dir=str(tmp_path / "e")), empty, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="longer than --max-length 64"):
+        train(cfg(tiny_student, max_length=64, run_dir=str(tmp_path / "l")), dataset, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="no student model at"):
+        train(cfg(str(tmp_path / "nope"), run_dir=str(tmp_path / "s")), dataset, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="already holds a run"):
+        (tmp_path / "s").mkdir(exist_ok=True)
+        (tmp_path / "s" / "x").write_text("")
+        train(cfg(tiny_student, run_dir=str(tmp_path / "s")), dataset, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(TrainConfig(resume=True, run_dir=str(tmp_path / "none")), dataset, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="--kd-divergence"):
+        train(cfg(tiny_student, kd_divergence="kl"), dataset, progress=False, log=lambda m: None)
+
+
+def test_unmappable_teacher_vocabulary(tiny_student, tmp_path, shake_env):
+    from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
+    from engine.store import DatasetStore
+
+    text = "zqxjzqxjzqxjzqxj"
+    alien = TokenLogprobs.from_tokens([TokenLogprob(10**9, b"zqxjzqxj", -0.1, [TopLogprob(10**9, b"zqxjzqxj", -0.1)])] * 2)
+    data = tmp_path / "alien"
+    with DatasetStore(data) as store:
+        sid = store.create_session({})
+        blob = store.put_logprobs(alien)
+        row = {"step_index": 0, "step": "s", "cycle": 1, "rejected": None,
+               "prompt": {"messages": [{"role": "user", "content": "hi"}], "instruction": "i", "script": ""},
+               "chosen": {"text": text, "logprobs": {"blob": blob}}}
+        store.commit(sid, new_rows=[row])
+    with pytest.raises(TrainError, match="could not be mapped onto the student's vocabulary"):
+        train(cfg(tiny_student, run_dir=str(tmp_path / "r")), data, progress=False, log=lambda m: None)
+
+
+def test_eval_and_export(dataset, tiny_student, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.evaluate import evaluate, load_trained
+    from trainer.export import export_student
+
+    result = train(cfg(tiny_student, max_steps=2, eval_fraction=0.5, run_dir=str(tmp_path / "r")), dataset,
+                   progress=False, log=lambda m: None)
+    report = evaluate(result.run_dir, generate=True, max_new_tokens=8, log=lambda m: None)
+    assert report["held_out_rows"] >= 1 and math.isfinite(report["loss"]) and 0.0 <= report["pass_rate"] <= 1.0
+    assert json.loads((result.run_dir / "eval.json").read_text())["held_out_rows"] == report["held_out_rows"]
+    paths = export_student(result.run_dir, tmp_path / "export")
+    merged = AutoModelForCausalLM.from_pretrained(paths["merged"]).eval()
+    adapted, tokenizer, _, _ = load_trained(result.run_dir, device=torch.device("cpu"))
+    ids = torch.tensor([tokenizer.encode("print('hello')")])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TrainError, match="not empty"):
+        export_student(result.run_dir, tmp_path / "export")

@@ -1,0 +1,147 @@
+"""Put the teacher's per-token log-probabilities onto the student's tokens.
+
+Same tokenizer (checked, not assumed): the teacher's ids are the student's own tokenization of the
+chosen text, and every id's bytes are the student's bytes for that id; then the top-k ids index the
+student's vocabulary directly.
+
+Otherwise (another tokenizer, a teacher without ids such as Ollama, an edited chosen), tokens are
+aligned by byte offsets: the two byte strings are matched (difflib's matching blocks; identical text
+is one block), and a student token gets the teacher's soft labels only when one teacher token covers
+exactly the same bytes inside a matching block. Its top-k alternatives are mapped to student ids by
+their bytes; alternatives the student cannot spell as one token fall into the tail bucket. Every other
+student token is trained on its hard label. The aligned share says how much of the chosen text got
+soft labels.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from engine.logprobs import TokenLogprobs
+
+
+@dataclass
+class AlignedKD:
+    ids: np.ndarray  # int64 [n_student, k], -1 where no alternative
+    logps: np.ndarray  # float32 [n_student, k], -inf where no alternative
+    mask: np.ndarray  # bool [n_student]: this token has soft labels
+    mode: str  # "ids" | "bytes"
+
+    @property
+    def aligned_share(self) -> float:
+        return float(self.mask.mean()) if len(self.mask) else 0.0
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's printable-unicode ↔ byte table, inverted (byte-level BPE vocabularies use it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class StudentVocab:
+    """The bytes each student token id spells, and the reverse map."""
+
+    def __init__(self, tokenizer) -> None:
+        vocab = tokenizer.get_vocab()
+        size = max(len(tokenizer), max(vocab.values()) + 1)
+        pieces: list[bytes] = [b""] * size
+        byte_level = any(tok.startswith("Ġ") for tok in list(vocab)[:5000])
+        decoder = _byte_decoder()
+        special = set(getattr(tokenizer, "all_special_tokens", []))
+        for token, idx in vocab.items():
+            if token in special:
+                pieces[idx] = token.encode("utf-8")
+            elif byte_level and all(ch in decoder for ch in token):
+                pieces[idx] = bytes(decoder[ch] for ch in token)
+            elif token.startswith("<0x") and token.endswith(">") and len(token) == 6:
+                pieces[idx] = bytes([int(token[3:5], 16)])
+            else:
+                pieces[idx] = token.replace("▁", " ").encode("utf-8")
+        self.pieces = pieces
+        self.size = size
+        self.by_bytes: dict[bytes, int] = {}
+        for idx, piece in enumerate(pieces):
+            if piece and piece not in self.by_bytes:
+                self.by_bytes[piece] = idx
+
+
+def _spans(pieces: list[bytes]) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for p in pieces:
+        out.append((pos, pos + len(p)))
+        pos += len(p)
+    return out
+
+
+def _same_tokenizer(teacher: TokenLogprobs, student_ids: list[int], vocab: StudentVocab) -> bool:
+    if not teacher.has_ids or teacher.token_ids.tolist() != list(student_ids):
+        return False
+    top = teacher.top_ids[teacher.top_ids >= 0]
+    if len(top) and int(top.max()) >= vocab.size:
+        return False
+    # Spot-check that ids spell the same bytes on both sides (different vocabularies can share ids).
+    for i, tok in enumerate(teacher.token_ids.tolist()):
+        if vocab.pieces[tok] != teacher.token_bytes[i]:
+            return False
+        for j in range(teacher.k):
+            alt = int(teacher.top_ids[i, j])
+            if alt >= 0 and teacher.top_bytes[i][j] and vocab.pieces[alt] != teacher.top_bytes[i][j]:
+                return False
+    return True
+
+
+def align(teacher: TokenLogprobs, student_ids: list[int], vocab: StudentVocab) -> AlignedKD:
+    n, k = len(student_ids), teacher.k
+    if _same_tokenizer(teacher, student_ids, vocab):
+        return AlignedKD(teacher.top_ids.astype(np.int64), teacher.top_logprobs.astype(np.float32),
+                         np.ones(n, dtype=bool), "ids")
+    ids = np.full((n, k), -1, dtype=np.int64)
+    logps = np.full((n, k), -np.inf, dtype=np.float32)
+    mask = np.zeros(n, dtype=bool)
+    t_bytes = b"".join(teacher.token_bytes)
+    s_pieces = [vocab.pieces[i] for i in student_ids]
+    s_bytes = b"".join(s_pieces)
+    matcher = difflib.SequenceMatcher(None, t_bytes, s_bytes, autojunk=False)
+    t_spans = _spans(teacher.token_bytes)
+    # teacher token by (start, end) in student coordinates, only when inside one matching block
+    mapped: dict[tuple[int, int], int] = {}
+    blocks = matcher.get_matching_blocks()
+    bi = 0
+    for ti, (ts, te) in enumerate(t_spans):
+        while bi < len(blocks) and blocks[bi].a + blocks[bi].size < te:
+            bi += 1
+        if bi == len(blocks):
+            break
+        block = blocks[bi]
+        if block.size and block.a <= ts and te <= block.a + block.size and te > ts:
+            delta = block.b - block.a
+            mapped[(ts + delta, te + delta)] = ti
+    for si, span in enumerate(_spans(s_pieces)):
+        ti = mapped.get(span)
+        if ti is None:
+            continue
+        col = 0
+        for j in range(k):
+            lp = float(teacher.top_logprobs[ti, j])
+            if not np.isfinite(lp):
+                continue
+            sid = vocab.by_bytes.get(teacher.top_bytes[ti][j])
+            if sid is None or sid in ids[si, :col]:
+                continue  # not one student token: its mass stays in the tail bucket
+            ids[si, col] = sid
+            logps[si, col] = lp
+            col += 1
+        mask[si] = col > 0
+    return AlignedKD(ids, logps, mask, "bytes")

@@ -1,0 +1,59 @@
+"""`shake train`, `shake eval`, `shake student export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from trainer.config import add_arguments, from_args
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="distill the dataset into the student with DORPO (LoRA / QLoRA)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="the student's loss on held-out rows; --generate also runs its scripts")
+    p.add_argument("run", help="run name (under DATA/runs) or run directory")
+    p.add_argument("--generate", action="store_true", help="generate a script per held-out row and run it")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.set_defaults(func=cmd_eval)
+
+    student = sub.add_parser("student", help="the trained student").add_subparsers(dest="student_cmd", required=True)
+    p = student.add_parser("export", help="write the adapter and a merged Hugging Face model directory")
+    p.add_argument("run", help="run name or directory")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_student_export)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from trainer.recipe import train
+
+    result = train(from_args(args), load_config().data_dir)
+    print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
+    print(json.dumps(result.final_metrics))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from trainer.evaluate import evaluate, resolve_run
+
+    config = load_config()
+    result = evaluate(resolve_run(args.run, config.data_dir), generate=args.generate,
+                      max_new_tokens=args.max_new_tokens, runner=config.runner)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_student_export(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from trainer.evaluate import resolve_run
+    from trainer.export import export_student
+
+    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0

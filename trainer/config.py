@@ -1,0 +1,99 @@
+"""The training recipe's configuration: every field typed, documented and shown by `shake train --help`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # -- run ---------------------------------------------------------------------------------
+    name: str = opt("", "run name; the run lives in DATA/runs/NAME (default: a timestamp)")
+    run_dir: str = opt("", "explicit run directory (overrides --name)")
+    resume: bool = opt(False, "continue the run from its newest complete checkpoint")
+    seed: int = opt(0, "seed for data order, LoRA init and dropout")
+    # -- data --------------------------------------------------------------------------------
+    eval_fraction: float = opt(0.1, "share of rows held out for `shake eval` (by row id hash)")
+    max_length: int = opt(2048, "prompt + response tokens; longer rows are skipped with a warning")
+    # -- student -----------------------------------------------------------------------------
+    student: str = opt("", "Hugging Face model directory or .gguf file (default: bundled SmolLM2-135M-Instruct)")
+    load_in_4bit: str = opt("auto", "nf4 4-bit base (QLoRA): auto = on for CUDA, off for CPU; or on / off")
+    device: str = opt("auto", "auto, cpu or cuda")
+    # -- LoRA --------------------------------------------------------------------------------
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = opt(0.05, "dropout on the LoRA input")
+    lora_targets: str = opt("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated module names")
+    # -- loss --------------------------------------------------------------------------------
+    lam: float = opt(0.1, "λ: weight of the odds-ratio term (ORPO's beta)")
+    kd_divergence: str = opt("forward", "forward (KL(p||q)), reverse (KL(q||p)) or jsd")
+    jsd_beta: float = opt(0.5, "mixture weight for --kd-divergence jsd")
+    kd_temperature: float = opt(1.0, "softening temperature for the KD term (scaled by T^2)")
+    kd_renormalize: bool = opt(False, "renormalize over the teacher's top-k instead of keeping a tail bucket")
+    no_kd: bool = opt(False, "ignore teacher log-probabilities: hard-label NLL + λ·OR (plain ORPO)")
+    loss_chunk: int = opt(256, "response positions per chunk when computing full-vocabulary logits")
+    # -- optimisation ------------------------------------------------------------------------
+    lr: float = opt(2e-4, "peak learning rate (AdamW)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    schedule: str = opt("cosine", "cosine, linear or constant, after warm-up")
+    warmup_steps: int = opt(2, "linear warm-up steps")
+    batch_size: int = opt(2, "rows per micro-batch (each adds its chosen and, if any, its rejected)")
+    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    max_steps: int = opt(0, "optimizer steps; 0: derive from --epochs")
+    epochs: float = opt(1.0, "passes over the training rows when --max-steps is 0")
+    max_grad_norm: float = opt(1.0, "gradient clipping")
+    checkpoint_every: int = opt(50, "save a checkpoint every N steps (and at the end)")
+    gradient_checkpointing: bool = opt(False, "recompute decoder activations in the backward pass")
+
+    def validate(self) -> None:
+        from trainer.errors import TrainError
+
+        checks = [
+            (0 <= self.eval_fraction < 1, "--eval-fraction must be in [0, 1)"),
+            (self.max_length >= 16, "--max-length must be at least 16"),
+            (self.load_in_4bit in ("auto", "on", "off"), "--load-in-4bit is auto, on or off"),
+            (self.device in ("auto", "cpu", "cuda"), "--device is auto, cpu or cuda"),
+            (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
+            (self.lam >= 0, "--lam must be >= 0"),
+            (self.kd_divergence in ("forward", "reverse", "jsd"), "--kd-divergence is forward, reverse or jsd"),
+            (0 < self.jsd_beta < 1, "--jsd-beta must be in (0, 1)"),
+            (self.kd_temperature > 0, "--kd-temperature must be > 0"),
+            (self.schedule in ("cosine", "linear", "constant"), "--schedule is cosine, linear or constant"),
+            (self.batch_size > 0 and self.grad_accum > 0, "--batch-size and --grad-accum must be positive"),
+            (self.max_steps >= 0 and self.epochs > 0, "--max-steps >= 0 and --epochs > 0"),
+            (self.checkpoint_every > 0, "--checkpoint-every must be positive"),
+            (self.loss_chunk > 0, "--loss-chunk must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TrainError(message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def add_arguments(parser) -> None:
+    """One flag per field, with its default in the help text."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+
+
+def from_args(args) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return TrainConfig(**values)

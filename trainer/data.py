@@ -1,0 +1,192 @@
+"""From a frozen dataset snapshot to token batches.
+
+Each row becomes an `Example`: the student's chat-templated prompt, the chosen response (+ EOS),
+the rejected response (+ EOS) when the row has one, and the teacher's soft labels aligned to the
+chosen tokens. `collate` packs a list of examples into one batch in which chosen and rejected
+sequences go through the model together (ORPO's concatenated forward pass), and records, for every
+response token, where its hidden state sits and which row it belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.store import Snapshot
+from trainer.align import AlignedKD, StudentVocab, align
+from trainer.config import TrainConfig
+from trainer.errors import TrainError
+
+
+@dataclass
+class Example:
+    row_id: str
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int] | None
+    kd: AlignedKD | None  # one entry per chosen token except the final EOS
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prompt_ids) * (2 if self.rejected_ids else 1) + len(self.chosen_ids) + len(self.rejected_ids or [])
+
+
+@dataclass
+class DataReport:
+    rows: int = 0
+    skipped_too_long: int = 0
+    longest_skipped: int = 0
+    with_logprobs: int = 0
+    aligned_tokens: int = 0
+    chosen_tokens_with_logprobs: int = 0
+    modes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def aligned_share(self) -> float:
+        return self.aligned_tokens / self.chosen_tokens_with_logprobs if self.chosen_tokens_with_logprobs else 0.0
+
+
+def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    return list(out["input_ids"])
+
+
+def response_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[list[Example], DataReport]:
+    if not snapshot.rows:
+        raise TrainError(
+            "the dataset has no complete rows (rows with an accepted `chosen`); run and accept a session first"
+        )
+    vocab = StudentVocab(tokenizer)
+    eos = tokenizer.eos_token_id
+    report = DataReport()
+    examples: list[Example] = []
+    for row in snapshot.rows:
+        report.rows += 1
+        p_ids = prompt_ids(tokenizer, row["prompt"]["messages"])
+        c_ids = response_ids(tokenizer, row["chosen"]["text"])
+        r_ids = response_ids(tokenizer, row["rejected"]["text"]) + [eos] if row.get("rejected") else None
+        longest = len(p_ids) + max(len(c_ids) + 1, len(r_ids or []))
+        if longest > cfg.max_length:
+            report.skipped_too_long += 1
+            report.longest_skipped = max(report.longest_skipped, longest)
+            continue
+        kd = None
+        teacher = None if cfg.no_kd else snapshot.logprobs(row)
+        if teacher is not None and len(teacher):
+            kd = align(teacher, c_ids, vocab)
+            report.with_logprobs += 1
+            report.aligned_tokens += int(kd.mask.sum())
+            report.chosen_tokens_with_logprobs += len(c_ids)
+            report.modes[kd.mode] = report.modes.get(kd.mode, 0) + 1
+        examples.append(Example(row["row_id"], p_ids, c_ids + [eos], r_ids, kd))
+    if not examples:
+        raise TrainError(
+            f"all {report.rows} rows are longer than --max-length {cfg.max_length} "
+            f"(the longest is {report.longest_skipped} tokens); raise --max-length"
+        )
+    if report.with_logprobs and report.aligned_tokens == 0:
+        raise TrainError(
+            "the teacher's log-probabilities could not be mapped onto the student's vocabulary for any row "
+            "(no token matched by id or by bytes); use a student that shares the teacher's tokenizer, "
+            "or train on hard labels with --no-kd"
+        )
+    return examples, report
+
+
+def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:
+    """Deterministic hold-out by row id, so that the split never depends on row order."""
+    def bucket(ex: Example) -> float:
+        return int(hashlib.sha256(ex.row_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    held = [ex for ex in examples if bucket(ex) < eval_fraction]
+    train = [ex for ex in examples if bucket(ex) >= eval_fraction]
+    if not train:
+        train, held = examples, []
+    return train, held
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [S, L]
+    attention_mask: torch.Tensor  # [S, L]
+    n_rows: int
+    chosen_seq: torch.Tensor  # per chosen response token: sequence index
+    chosen_pos: torch.Tensor  # position whose hidden state predicts it
+    chosen_labels: torch.Tensor
+    chosen_row: torch.Tensor
+    kd_ids: torch.Tensor  # [Nc, k]
+    kd_logps: torch.Tensor  # [Nc, k]
+    kd_mask: torch.Tensor  # [Nc]
+    rejected_seq: torch.Tensor
+    rejected_pos: torch.Tensor
+    rejected_labels: torch.Tensor
+    rejected_row: torch.Tensor
+    n_tokens: int
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    sequences: list[list[int]] = []
+    c_seq, c_pos, c_lab, c_row = [], [], [], []
+    r_seq, r_pos, r_lab, r_row = [], [], [], []
+    k = max((ex.kd.ids.shape[1] for ex in examples if ex.kd is not None), default=0)
+    kd_ids_parts, kd_lp_parts, kd_mask_parts = [], [], []
+
+    def add(prompt: list[int], response: list[int]) -> tuple[int, list[int], list[int]]:
+        s = len(sequences)
+        sequences.append(prompt + response)
+        start = len(prompt) - 1
+        return s, list(range(start, start + len(response))), response
+
+    for row, ex in enumerate(examples):
+        s, pos, labels = add(ex.prompt_ids, ex.chosen_ids)
+        c_seq += [s] * len(pos)
+        c_pos += pos
+        c_lab += labels
+        c_row += [row] * len(pos)
+        n = len(ex.chosen_ids)
+        ids = np.full((n, k), -1, dtype=np.int64)
+        lps = np.full((n, k), -np.inf, dtype=np.float32)
+        mask = np.zeros(n, dtype=bool)
+        if ex.kd is not None and ex.kd.ids.shape[1]:
+            kk = ex.kd.ids.shape[1]
+            ids[: n - 1, :kk] = ex.kd.ids
+            lps[: n - 1, :kk] = ex.kd.logps
+            mask[: n - 1] = ex.kd.mask
+        kd_ids_parts.append(ids)
+        kd_lp_parts.append(lps)
+        kd_mask_parts.append(mask)
+    for row, ex in enumerate(examples):
+        if ex.rejected_ids:
+            s, pos, labels = add(ex.prompt_ids, ex.rejected_ids)
+            r_seq += [s] * len(pos)
+            r_pos += pos
+            r_lab += labels
+            r_row += [row] * len(pos)
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        input_ids[i, : len(seq)] = torch.tensor(seq)
+        attention[i, : len(seq)] = 1
+    long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
+    return Batch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        n_rows=len(examples),
+        chosen_seq=long(c_seq), chosen_pos=long(c_pos), chosen_labels=long(c_lab), chosen_row=long(c_row),
+        kd_ids=torch.from_numpy(np.concatenate(kd_ids_parts)),
+        kd_logps=torch.from_numpy(np.concatenate(kd_lp_parts)),
+        kd_mask=torch.from_numpy(np.concatenate(kd_mask_parts)),
+        rejected_seq=long(r_seq), rejected_pos=long(r_pos), rejected_labels=long(r_lab), rejected_row=long(r_row),
+        n_tokens=int(attention.sum()),
+    )

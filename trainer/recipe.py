@@ -1,0 +1,234 @@
+"""The DORPO training recipe, top to bottom.
+
+    snapshot the dataset (frozen, hashed) -> tokenize and align -> load student (+4-bit) + LoRA
+    -> for each step: micro-batches -> one forward pass over chosen+rejected -> DORPO loss
+       -> backward -> clip -> AdamW step -> one JSON line of metrics -> checkpoint every N steps
+    -> final adapter in RUN/adapter
+
+A resumed run reads the snapshot it started with (its hash is checked), restores the newest
+complete checkpoint (adapter, optimizer, scheduler, RNG) and replays the same data order, so that
+3 steps + resume + 3 steps ends where 6 straight steps end.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from engine.store import DatasetStore, Snapshot
+from engine.store.atomic import atomic_write_text
+from trainer.checkpoint import latest_checkpoint, restore, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import Batch, Example, build_examples, collate, split
+from trainer.errors import TrainError
+from trainer.loss import KDOptions, LossParts, dorpo_loss, response_token_terms
+from trainer.student import add_lora, decoder_and_head, load_base_model, load_tokenizer, resolve_device, use_4bit
+
+
+def batch_loss(model, batch: Batch, cfg: TrainConfig) -> LossParts:
+    """One forward pass over every sequence of the batch, then the DORPO loss on response tokens."""
+    body, head = decoder_and_head(model)
+    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    h_chosen = hidden[batch.chosen_seq, batch.chosen_pos]
+    h_rejected = hidden[batch.rejected_seq, batch.rejected_pos]
+    n_c = h_chosen.shape[0]
+    k = batch.kd_ids.shape[1]
+    pad_ids = torch.full((h_rejected.shape[0], k), -1, dtype=torch.long, device=hidden.device)
+    pad_lps = torch.full((h_rejected.shape[0], k), float("-inf"), device=hidden.device)
+    label_logp, kd = response_token_terms(
+        torch.cat([h_chosen, h_rejected]),
+        head,
+        torch.cat([batch.chosen_labels, batch.rejected_labels]),
+        torch.cat([batch.kd_ids, pad_ids]),
+        torch.cat([batch.kd_logps, pad_lps]),
+        torch.cat([batch.kd_mask, torch.zeros(h_rejected.shape[0], dtype=torch.bool, device=hidden.device)]),
+        KDOptions(cfg.kd_divergence, cfg.kd_temperature, cfg.kd_renormalize, cfg.jsd_beta),
+        chunk_size=cfg.loss_chunk,
+    )
+    return dorpo_loss(
+        label_logp[:n_c], batch.chosen_row, kd[:n_c], batch.kd_mask,
+        label_logp[n_c:], batch.rejected_row, batch.n_rows, cfg.lam,
+    )
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def micro_batches(examples: list[Example], cfg: TrainConfig, index: int) -> list[Example]:
+    """The `index`-th micro-batch of an endless, epoch-wise shuffled stream (a pure function of the seed)."""
+    n = len(examples)
+    out = []
+    for slot in range(index * cfg.batch_size, (index + 1) * cfg.batch_size):
+        epoch, pos = divmod(slot, n)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        out.append(examples[order[pos]])
+    return out
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_metrics: dict
+    adapter_dir: Path
+    four_bit: bool = False
+
+
+def default_run_dir(data_dir: Path, cfg: TrainConfig) -> Path:
+    if cfg.run_dir:
+        return Path(cfg.run_dir).expanduser()
+    name = cfg.name or _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    return Path(data_dir) / "runs" / name
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: Path,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    should_stop: Callable[[int], bool] | None = None,
+) -> TrainResult:
+    """Run (or resume) a training run. `should_stop(step)` is asked after each step; when it says
+    yes, a checkpoint is saved and the run ends early, resumable with `resume=True`."""
+    cfg.validate()
+    run_dir = default_run_dir(data_dir, cfg)
+    snapshot_dir = run_dir / "snapshot"
+    if cfg.resume:
+        if not (run_dir / "config.json").exists():
+            raise TrainError(f"nothing to resume at {run_dir}: no run was started there")
+        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        saved.resume = True
+        cfg = saved
+        snapshot = Snapshot(snapshot_dir)
+        if snapshot.sha256 != json.loads((run_dir / "run.json").read_text())["snapshot_sha256"]:
+            raise TrainError(f"the snapshot in {run_dir} does not match the one the run started with")
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it, or another --name")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with DatasetStore(data_dir, writable=False) as store:
+            info = store.snapshot(snapshot_dir)
+        snapshot = Snapshot(snapshot_dir)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        atomic_write_text(run_dir / "run.json", json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
+
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    four_bit = use_4bit(cfg, device)
+    tokenizer = load_tokenizer(cfg.student)
+    examples, report = build_examples(snapshot, tokenizer, cfg)
+    if report.skipped_too_long:
+        log(f"warning: {report.skipped_too_long} rows are longer than --max-length {cfg.max_length} "
+            f"(longest {report.longest_skipped} tokens) and were skipped")
+    train_ex, eval_ex = split(examples, cfg.eval_fraction)
+    updates_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * cfg.grad_accum))
+    total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    log(f"rows: {len(train_ex)} train, {len(eval_ex)} held out; soft labels on {report.with_logprobs} rows, "
+        f"aligned share {report.aligned_share:.1%}; {total_steps} steps on {device.type}"
+        f"{' with a 4-bit base (QLoRA)' if four_bit else ''}")
+
+    model = add_lora(load_base_model(cfg.student, device=device, four_bit=four_bit), cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+
+    start_step = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    if cfg.resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is not None:
+            restore(ckpt, model, optimizer, scheduler)
+            start_step = ckpt.step
+            log(f"resumed from {ckpt.path.name}")
+        # Lines written after the checkpoint describe steps that will run again.
+        kept = []
+        if metrics_path.exists():
+            kept = [line for line in metrics_path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True)
+    run_state = {"snapshot_sha256": snapshot.sha256, "total_steps": total_steps}
+    last: dict = {}
+    with metrics_path.open("a", encoding="utf-8") as metrics_file:
+        for step in range(start_step, total_steps):
+            started = time.perf_counter()
+            totals: dict[str, list[float]] = {}
+            tokens = 0
+            for micro in range(cfg.grad_accum):
+                batch = collate(micro_batches(train_ex, cfg, step * cfg.grad_accum + micro), tokenizer.pad_token_id).to(device)
+                parts = batch_loss(model, batch, cfg)
+                (parts.loss / cfg.grad_accum).backward()
+                tokens += batch.n_tokens
+                for key, value in parts.as_dict().items():
+                    totals.setdefault(key, []).append(float(value))
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - started
+            last = {"step": step + 1, **{k: _nanmean(v) for k, v in totals.items()}, "grad_norm": grad_norm,
+                    "lr": lr, "tokens": tokens, "tokens_per_s": tokens / seconds, "seconds": seconds,
+                    "peak_memory_mb": peak_memory_mb(device), "total_steps": total_steps}
+            metrics_file.write(json.dumps(_json_safe(last)) + "\n")
+            metrics_file.flush()
+            if bar is not None:
+                bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
+                bar.update(1)
+            stopping = should_stop is not None and should_stop(step + 1)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total_steps or stopping:
+                save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, run_state)
+            if stopping:
+                log(f"stopped after step {step + 1}; continue with --resume")
+                break
+    if bar is not None:
+        bar.close()
+    adapter_dir = run_dir / "adapter"
+    if last and last["step"] < total_steps:
+        return TrainResult(run_dir, last["step"], last, adapter_dir, four_bit)
+    model.save_pretrained(adapter_dir)
+    atomic_write_text(run_dir / "DONE", json.dumps(_json_safe(last)) + "\n")
+    return TrainResult(run_dir, total_steps, last, adapter_dir, four_bit)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _json_safe(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
