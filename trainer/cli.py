@@ -12,6 +12,8 @@ from trainer.config import add_arguments, from_args
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="distill the dataset into the student with DORPO (LoRA / QLoRA)")
     add_arguments(p)
+    p.add_argument("--stop-file", type=Path, default=None,
+                   help="stop cleanly (checkpoint, resumable) after the step during which this file appears")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="the student's loss on held-out rows; --generate also runs its scripts")
@@ -31,7 +33,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from trainer.recipe import train
 
-    result = train(from_args(args), load_config().data_dir)
+    stop = args.stop_file
+    result = train(from_args(args), load_config().data_dir,
+                   should_stop=(lambda step: stop.exists()) if stop else None)
     print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
     print(json.dumps(result.final_metrics))
     return 0

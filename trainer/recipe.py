@@ -116,9 +116,11 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     should_stop: Callable[[int], bool] | None = None,
+    base_model=None,
 ) -> TrainResult:
     """Run (or resume) a training run. `should_stop(step)` is asked after each step; when it says
-    yes, a checkpoint is saved and the run ends early, resumable with `resume=True`."""
+    yes, a checkpoint is saved and the run ends early, resumable with `resume=True`. `base_model`
+    is an already loaded student (same weights as `cfg.student`), to skip loading it again."""
     cfg.validate()
     run_dir = default_run_dir(data_dir, cfg)
     snapshot_dir = run_dir / "snapshot"
@@ -156,7 +158,9 @@ def train(
         f"aligned share {report.aligned_share:.1%}; {total_steps} steps on {device.type}"
         f"{' with a 4-bit base (QLoRA)' if four_bit else ''}")
 
-    model = add_lora(load_base_model(cfg.student, device=device, four_bit=four_bit), cfg)
+    if base_model is None:
+        base_model = load_base_model(cfg.student, device=device, four_bit=four_bit)
+    model = add_lora(base_model, cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,0 +1,48 @@
+"""Help: every key binding of the app and its screens, with its id (for remapping) and description."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label, Static
+
+
+def all_bindings(app) -> list[tuple[str, str, str, str]]:
+    """(where, key, id, description) for the app, every screen class and the widgets with bindings."""
+    from tui.screens.dataset import DatasetScreen
+    from tui.screens.session import SessionScreen
+    from tui.screens.trainer import TrainerScreen
+    from tui.widgets.feedback import FeedbackInput, LabelConfirm
+    from tui.widgets.plan import PlanView
+    from tui.widgets.run_log import RunLog
+
+    owners = [("app", type(app)), ("session", SessionScreen), ("dataset", DatasetScreen), ("trainer", TrainerScreen),
+              ("feedback", FeedbackInput), ("label", LabelConfirm), ("plan", PlanView), ("run log", RunLog)]
+    keymap = getattr(app, "_keymap", {}) or {}
+    rows = []
+    for where, owner in owners:
+        for b in owner.BINDINGS:
+            if isinstance(b, Binding) and b.id:
+                key = keymap.get(b.id, b.key_display or b.key)
+                rows.append((where, key, b.id, b.description or b.action))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Label("Keys — remap any of them in the config file: [ui.keys] \"session.copy_diff\" = \"ctrl+d\"",
+                        classes="pane-title")
+            yield DataTable(id="help-table", zebra_stripes=True, cursor_type="row")
+            yield Static("Every action is also in the command palette (ctrl+p). Esc closes this.", classes="dim-text")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("where", "key", "id", "action")
+        for row in all_bindings(self.app):
+            table.add_row(*row)
+        table.focus()

@@ -1,0 +1,43 @@
+"""The proposed script against the current one: split or unified, next and previous change."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Static
+from textual_diff_view import DiffView
+
+
+class DiffPane(VerticalScroll):
+    split: reactive[bool] = reactive(True)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.before = ""
+        self.after = ""
+        self._change = -1
+
+    def compose(self):
+        yield Static("No proposal yet.", classes="placeholder")
+
+    async def show(self, before: str, after: str) -> None:
+        self.before, self.after = before, after
+        self._change = -1
+        await self.remove_children()
+        if before == after:
+            await self.mount(Static("The proposal is identical to the current script.", classes="placeholder"))
+            return
+        await self.mount(DiffView("current/script.py", "proposed/script.py", before, after, split=self.split,
+                                  annotations=True))
+
+    def watch_split(self, split: bool) -> None:
+        for view in self.query(DiffView):
+            view.split = split
+
+    def jump(self, delta: int) -> int:
+        groups = list(self.query(".diff-group"))
+        if not groups:
+            return -1
+        self._change = max(0, min(len(groups) - 1, self._change + delta))
+        self.scroll_to_widget(groups[self._change], top=True)
+        return self._change

@@ -1,0 +1,104 @@
+"""Feedback: a line with history (up/down), then the analyzer's label to confirm or override."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from engine.agents.analyzer import LABEL_NAMES, Classification
+from tui.messages import FeedbackSubmitted, LabelCommitted
+
+
+class FeedbackInput(Input):
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous", show=False, id="feedback.history_previous"),
+        Binding("down", "history(1)", "Next", show=False, id="feedback.history_next"),
+    ]
+
+    def __init__(self, history: list[str], **kwargs) -> None:
+        super().__init__(placeholder="Your feedback (or accept: / redo: / edit: …), Enter to send", **kwargs)
+        self.history = history
+        self._pos = len(history)
+
+    def action_history(self, delta: int) -> None:
+        if not self.history:
+            return
+        self._pos = max(0, min(len(self.history), self._pos + delta))
+        self.value = self.history[self._pos] if self._pos < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+    def remember(self, text: str) -> None:
+        if not self.history or self.history[-1] != text:
+            self.history.append(text)
+        del self.history[:-200]
+        self._pos = len(self.history)
+
+
+class LabelConfirm(Static, can_focus=True):
+    """Shows the label before it is committed; one key commits or overrides it."""
+
+    BINDINGS = [
+        Binding("enter", "commit", "Commit label", id="feedback.commit"),
+        Binding("a", "override('accepted')", "Accepted", id="feedback.accept"),
+        Binding("r", "override('redo')", "Redo", id="feedback.redo"),
+        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit"),
+        Binding("escape", "discard", "Discard", id="feedback.discard"),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.classification: Classification | None = None
+
+    def propose(self, classification: Classification) -> None:
+        self.classification = classification
+        origin = {"explicit": "from your prefix", "analyzer": "the analyzer's reading",
+                  "default": "the analyzer was unsure: safe default"}.get(classification.source, classification.source)
+        self.update(f"Label: {classification.name} ({origin}) — Enter commits · a Accepted · r Redo · e Further edit · Esc discard")
+        self.display = True
+        self.focus()
+
+    def action_commit(self) -> None:
+        if self.classification is not None:
+            self.post_message(LabelCommitted(self.classification))
+        self._close()
+
+    def action_override(self, label: str) -> None:
+        if self.classification is not None:
+            c = self.classification
+            self.classification = Classification(label, "user" if label != c.label else c.source, c.feedback, c.raw)
+            self.update(f"Label: {LABEL_NAMES[label]} (your choice) — Enter commits · a / r / e change it · Esc discard")
+
+    def action_discard(self) -> None:
+        self.classification = None
+        self._close()
+
+    def _close(self) -> None:
+        self.display = False
+        self.parent.query_one(FeedbackInput).focus()
+
+
+class FeedbackBox(Vertical):
+    def __init__(self, history: list[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._history = history
+
+    def compose(self):
+        yield FeedbackInput(self._history, id="feedback-input")
+        confirm = LabelConfirm(id="label-confirm")
+        confirm.display = False
+        yield confirm
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        if not text:
+            self.app.notify("Type your feedback first (accept: / redo: / edit: give the label directly)", severity="warning")
+            return
+        box = self.query_one(FeedbackInput)
+        box.remember(text)
+        box.value = ""
+        self.post_message(FeedbackSubmitted(text))
+
+    def confirm(self, classification: Classification) -> None:
+        self.query_one(LabelConfirm).propose(classification)

@@ -1,0 +1,20 @@
+"""Status bar: teachers in use and reachable, dataset rows, the step's attempts, what the engine does."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    teachers: reactive[str] = reactive("")
+    rows: reactive[int] = reactive(0)
+    attempts: reactive[str] = reactive("")
+    activity: reactive[str] = reactive("idle")
+
+    def render(self) -> Text:
+        parts = [f"⚙ {self.activity}", f"teachers: {self.teachers or '…'}", f"dataset: {self.rows} rows"]
+        if self.attempts:
+            parts.append(self.attempts)
+        return Text("  │  ".join(parts))  # plain text: names from config never become markup
