@@ -1,7 +1,9 @@
 """DORPO (`shake train`'s recipe) against TRL's ORPOTrainer: same student, rows, LoRA and batch.
 
-Each trainer runs in its own process on the bundled SmolLM2-135M-Instruct (loaded from its GGUF
-by transformers, LoRA r=16 on all projections, batch 2 rows = 4 sequences, max length 1024).
+Each trainer runs in its own process on the bundled SmolLM2-135M-Instruct (converted once from its
+GGUF to a Hugging Face directory, fp32), LoRA r=16 on all projections, batch 2 rows = 4 sequences,
+max length 1024, gradient checkpointing on in both (TRL's default; DORPO's too). TRL's ORPO also
+defaults to bf16 autocast, which is turned off here so that both compute in fp32.
 Throughput counts every non-padding token of the prompt+chosen and prompt+rejected sequences,
 over the steps after the first (warm-up). Memory is the process's resident set sampled every 10 ms
 during training (after the model is loaded, which both do the same way).
@@ -150,7 +152,7 @@ def child_trl(data_dir: Path, out: Path, student: str) -> dict:
     args = ORPOConfig(output_dir=str(out / "trl"), per_device_train_batch_size=BATCH, max_steps=STEPS,
                       learning_rate=2e-4, beta=0.1, max_length=1024, logging_steps=1, report_to=[],
                       save_strategy="no", use_cpu=True, lr_scheduler_type="constant", dataloader_num_workers=0,
-                      disable_tqdm=True, seed=0)
+                      disable_tqdm=True, seed=0, bf16=False, gradient_checkpointing=True)
     peft = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                       target_modules=LORA["targets"].split(","), task_type="CAUSAL_LM")
     trainer = ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

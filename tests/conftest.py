@@ -4,11 +4,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine.config import load_config  # noqa: E402
 from engine.store import DatasetStore  # noqa: E402
+from dataset_factory import make_dataset  # noqa: E402
 
 TWO_TEACHERS = """
 [teachers.a]
@@ -68,3 +70,32 @@ def smol_teacher():
     from engine.teachers.embedded import EmbeddedTeacher
 
     return EmbeddedTeacher(TeacherConfig(name="smollm2", top_logprobs=8))
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory, smol_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    smol_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory, smol_teacher):
+    root = tmp_path_factory.mktemp("dataset")
+    with pytest.MonkeyPatch.context() as mp:
+        config = root / "config.toml"
+        config.write_text('[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n[session]\nswitch_teacher_after = 9\n')
+        mp.setenv("SHAKE_CONFIG", str(config))
+        mp.setenv("SHAKE_DATA", str(root / "data"))
+        rows = make_dataset(root / "data", root, smol_teacher)
+    assert rows == 12
+    return root / "data"

@@ -13,38 +13,8 @@ from safetensors.torch import load_file
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
 from trainer.recipe import train
-from dataset_factory import make_dataset
 
 TIMING = {"seconds", "tokens_per_s", "peak_memory_mb"}
-
-
-@pytest.fixture(scope="module")
-def tiny_student(tmp_path_factory, smol_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    smol_tokenizer.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, smol_teacher):
-    root = tmp_path_factory.mktemp("dataset")
-    with pytest.MonkeyPatch.context() as mp:
-        config = root / "config.toml"
-        config.write_text('[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n[session]\nswitch_teacher_after = 9\n')
-        mp.setenv("SHAKE_CONFIG", str(config))
-        mp.setenv("SHAKE_DATA", str(root / "data"))
-        rows = make_dataset(root / "data", root, smol_teacher)
-    assert rows == 12
-    return root / "data"
 
 
 def cfg(student, **kw):

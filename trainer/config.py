@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -48,7 +49,7 @@ class TrainConfig:
     epochs: float = opt(1.0, "passes over the training rows when --max-steps is 0")
     max_grad_norm: float = opt(1.0, "gradient clipping")
     checkpoint_every: int = opt(50, "save a checkpoint every N steps (and at the end)")
-    gradient_checkpointing: bool = opt(False, "recompute decoder activations in the backward pass")
+    gradient_checkpointing: bool = opt(True, "recompute decoder activations in the backward pass (less memory)")
 
     def validate(self) -> None:
         from trainer.errors import TrainError
@@ -88,7 +89,7 @@ def add_arguments(parser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} (default: {f.default!r})"
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
             parser.add_argument(flag, type=kind, default=None, help=help_text)

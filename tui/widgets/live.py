@@ -1,41 +1,57 @@
-"""What the agents are doing now: the instruction, and the worker's output as it streams."""
+"""What the agents are doing now: the instruction, and the teachers' output as it streams.
+
+Tokens arrive far faster than a screen needs to change: they are buffered and appended to a `Log`
+(which appends without re-rendering what is already there) at most 20 times a second, so that a
+streaming worker never makes the keyboard wait.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.containers import Vertical
+from textual.widgets import Log, Static
+
+FLUSH_INTERVAL_S = 0.05
+MAX_LINES = 4000
 
 
-class LivePane(VerticalScroll):
+class LivePane(Vertical):
     def compose(self):
         yield Static("", id="live-instruction", classes="section")
-        yield Static("", id="live-stream")
+        yield Log(max_lines=MAX_LINES, highlight=False, auto_scroll=True, id="live-stream")
 
     def on_mount(self) -> None:
         self._agent = ""
-        self._text = Text()
+        self._pending: list[str] = []
+        self.set_interval(FLUSH_INTERVAL_S, self.flush)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.query_one(Log).lines) + "".join(self._pending)
 
     def set_instruction(self, text: str, cycle: int, teacher: str) -> None:
         body = Text()
         body.append(f"Instruction (cycle {cycle}, worker: {teacher})\n", style="bold")
-        body.append(text)
+        body.append(text)  # plain text: model output never becomes markup
         self.query_one("#live-instruction", Static).update(body)
         self.reset_stream()
 
     def reset_stream(self) -> None:
         self._agent = ""
-        self._text = Text()
-        self.query_one("#live-stream", Static).update(self._text)
+        self._pending.clear()
+        self.query_one(Log).clear()
 
     def stream(self, agent: str, piece: str) -> None:
         if agent != self._agent:
             self._agent = agent
-            self._text.append(f"\n{agent}: ", style="bold")
-        self._text.append(piece)  # plain text: model output never becomes markup
-        self.query_one("#live-stream", Static).update(self._text)
-        self.scroll_end(animate=False)
+            self._pending.append(f"\n{agent}: ")
+        self._pending.append(piece)
 
     def note(self, text: str) -> None:
-        self._text.append(f"\n— {text}", style="italic")
-        self.query_one("#live-stream", Static).update(self._text)
+        self._pending.append(f"\n— {text}\n")
+
+    def flush(self) -> None:
+        if self._pending:
+            chunk = "".join(self._pending)
+            self._pending.clear()
+            self.query_one(Log).write(chunk)

@@ -26,7 +26,7 @@ class PlanView(OptionList):
             text.append(f"{ICONS.get(status, '·')} ", style="bold" if i == current else "")
             text.append(f"{i + 1}. ")
             text.append(step["text"])  # model text: appended as plain text, never parsed as markup
-            text.append(f"  [{status}, {step['cycles']} cycle{'s' if step['cycles'] != 1 else ''}]", style="dim")
+            text.append(f"\n   {status} · {step['cycles']} cycle{'s' if step['cycles'] != 1 else ''}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:
             self.highlighted = min(current, len(steps) - 1)

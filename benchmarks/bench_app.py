@@ -1,0 +1,113 @@
+"""The app's responsiveness: time to first paint, and key-press latency while a worker streams tokens.
+
+First paint: a fresh `python` process starts the app (headless) and reports when the first frame
+is drawn; measured from spawning the process, median of 5. torch and transformers must not be
+imported by then (they load only when training or scoring needs them).
+
+Key latency: a scripted teacher streams worker tokens into the live pane every 5 ms while keys are
+typed into the feedback box; latency is from posting the key event to the app (as the terminal
+driver does) until the input holds the character, plus one 60 Hz frame for it to be drawn; median
+and p95 over 60 keys. (Pilot's `pause()` is not used: it waits for the app to go idle, which a
+streaming worker never lets it do.)
+Targets: first paint under 1 s, median key latency under 50 ms. Prints one JSON object last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from textual import events
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CHILD = r"""
+import sys, time, json
+from tui.app import ShakeApp
+app = ShakeApp(check_ollama=False)
+def painted():
+    heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+    print(json.dumps({"painted": time.time(), "heavy_modules": heavy}), flush=True)
+    app.exit()
+app.call_after_refresh(painted)
+app.run(headless=True, size=(120, 40))
+"""
+
+
+def first_paint(tmp: Path) -> tuple[float, list[str]]:
+    env = {**os.environ, "SHAKE_CONFIG": str(tmp / "none.toml"), "SHAKE_DATA": str(tmp / "data")}
+    times, heavy = [], []
+    for _ in range(5):
+        started = time.time()
+        out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+        line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
+        data = json.loads(line)
+        times.append(data["painted"] - started)
+        heavy = data["heavy_modules"]
+    return statistics.median(times), heavy
+
+
+async def key_latency(tmp: Path) -> tuple[float, float, int]:
+    os.environ["SHAKE_CONFIG"] = str(tmp / "c.toml")
+    os.environ["SHAKE_DATA"] = str(tmp / "data2")
+    (tmp / "c.toml").write_text('[teachers.a]\nbackend = "embedded"\n')
+    script = tmp / "s.py"
+    script.write_text('print("hello")\n')
+    from engine.config import load_config
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher, worker_answer
+    from tui.app import ShakeApp
+
+    config = load_config()
+    long_answer = worker_answer('print("hello")\n' * 400)
+    teacher = ScriptedTeacher("a", {"worker": [long_answer]}, delay_s=0.005)
+    app = ShakeApp(script, "repeat it", config=config, pool=TeacherPool(config, extra={"a": teacher}), check_ollama=False)
+    latencies = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not any(agent == "worker" for agent, _ in teacher.calls):
+            await pilot.pause(0.01)
+        box = app.session_screen.query_one("#feedback-input")
+        box.focus()
+        tokens_before = len(app.session_screen.query_one("#live").text)
+        for i in range(60):
+            char = "abcdefghij"[i % 10]
+            before = box.value
+            started = time.perf_counter()
+            app.post_message(events.Key(char, char))  # what the terminal driver does for a keystroke
+            while box.value == before:
+                await asyncio.sleep(0.0005)
+            await asyncio.sleep(1 / 60)  # the frame that shows it: Textual refreshes at up to 60 Hz
+            latencies.append(time.perf_counter() - started)
+        streamed = len(app.session_screen.query_one("#live").text) - tokens_before
+        app.session_screen.cancel_event.set()
+    latencies.sort()
+    return statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1], streamed
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paint, heavy = first_paint(tmp)
+        median, p95, streamed = asyncio.run(key_latency(tmp))
+    assert streamed > 0, "tokens must have streamed while the keys were typed"
+    print(json.dumps({
+        "first_paint_s": round(paint, 3),
+        "heavy_modules_at_first_paint": heavy,
+        "key_latency_median_ms": round(median * 1000, 1),
+        "key_latency_p95_ms": round(p95 * 1000, 1),
+        "chars_streamed_during_keys": streamed,
+        "targets": {"first_paint_s_max": 1.0, "key_latency_median_ms_max": 50},
+    }))
+
+
+if __name__ == "__main__":
+    main()
