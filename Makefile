@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # llama.cpp built with its defaults advertises AMX on this CPU and segfaults on the first decode.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench clean sandbox-tools
 
 venv: $(STAMP)
 
@@ -24,7 +24,16 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/shake
 
-test: $(STAMP)
+# Generated scripts run under bubblewrap; the tests check that isolation for real.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else \
+	    echo "make test needs bubblewrap: sudo apt-get install bubblewrap" >&2; exit 1; \
+	  fi; }
+
+test: $(STAMP) sandbox-tools
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -1,6 +1,6 @@
 """Launcher for a generated script (run as `python -I _launcher.py PYTHON SCRIPT`).
 
-It becomes a child subreaper, so that every descendant of the script (even one that double-forks and
+It applies the rlimits (and, when started as root inside the sandbox, drops to `nobody`), becomes a child subreaper, so that every descendant of the script (even one that double-forks and
 calls `setsid`) stays its descendant; it starts the script with rlimits applied, waits for it, and
 then kills whatever the script left behind. SIGTERM (the engine's timeout) kills the whole tree.
 Standard library only: it runs before anything else is imported.
@@ -46,8 +46,8 @@ def kill_tree() -> None:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            except (ProcessLookupError, PermissionError):
+                pass  # gone already; or not ours to kill (the PID namespace ends it with the sandbox)
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -61,7 +61,8 @@ def main() -> int:
     python, script = sys.argv[1], sys.argv[2]
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    memory, cpu, fsize, nofile = (int(x) for x in os.environ.pop("SHAKE_RLIMITS").split(","))
+    memory, cpu, fsize, nofile, nproc = (int(x) for x in os.environ.pop("SHAKE_RLIMITS").split(","))
+    drop_uid = os.environ.pop("SHAKE_DROP_UID", None)
 
     def on_term(signum, frame):
         kill_tree()
@@ -75,6 +76,12 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if drop_uid is not None:
+            # From root to nobody: every capability goes, and RLIMIT_NPROC starts to count.
+            os.setgroups([])
+            os.setgid(int(drop_uid))
+            os.setuid(int(drop_uid))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.execv(python, [python, "-I", script])
     while True:

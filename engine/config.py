@@ -81,6 +81,9 @@ memory_mb = 1024        # RLIMIT_AS
 file_size_mb = 16       # RLIMIT_FSIZE
 open_files = 64         # RLIMIT_NOFILE
 output_cap_kb = 64      # stdout and stderr are each cut here
+max_processes = 64      # RLIMIT_NPROC for the script's user (stops fork bombs)
+sandbox = "bwrap"       # "bwrap": isolated (no network, read-only system, private files);
+                        # "none": run model-written code unisolated, at your own risk
 
 [ui]
 theme = "shake-dark"    # shake-dark, shake-light, shake-high-contrast; the app remembers the last one
@@ -122,6 +125,8 @@ class RunnerConfig:
     file_size_mb: int = 16
     open_files: int = 64
     output_cap_kb: int = 64
+    max_processes: int = 64
+    sandbox: str = "bwrap"
 
 
 @dataclass
@@ -248,7 +253,9 @@ def parse_config(text: str, path: Path) -> Config:
     session = _build(SessionConfig, "session", raw.get("session", {}), path)
     _positive(path, "session", session, ("switch_teacher_after", "max_steps"))
     runner = _build(RunnerConfig, "runner", raw.get("runner", {}), path)
-    _positive(path, "runner", runner, tuple(f.name for f in dataclasses.fields(RunnerConfig)))
+    _positive(path, "runner", runner, tuple(f.name for f in dataclasses.fields(RunnerConfig) if f.name != "sandbox"))
+    if runner.sandbox not in ("bwrap", "none"):
+        raise ConfigError(f"{path}: [runner] sandbox must be \"bwrap\" or \"none\", got '{runner.sandbox}'")
     ui = _build(UIConfig, "ui", raw.get("ui", {}), path)
 
     paths_raw = raw.get("paths", {})

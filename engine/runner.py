@@ -5,10 +5,11 @@ a cleared environment, rlimits on address space, CPU time, file size, open files
 a wall-clock timeout, and stdout/stderr each cut at a cap (the rest is read and dropped, so a
 chatty script cannot block on a full pipe nor fill memory).
 
-The script runs under a small launcher (`engine/_launcher.py`) that makes itself a child subreaper:
-descendants that double-fork or call `setsid` are re-parented to it instead of to init, and it kills
-them all once the script exits or the timeout strikes. Bubblewrap isolation (network, filesystem)
-is a later layer on top of this.
+The script runs under bubblewrap (`engine/sandbox.py`: no network, read-only system, a private
+run directory, its own PID namespace and session) and, inside it, under a small launcher
+(`engine/_launcher.py`) that applies the rlimits, drops root to `nobody`, makes itself a child
+subreaper (descendants that double-fork or call `setsid` stay its descendants) and kills whatever
+the script leaves behind. `[runner] sandbox = "none"` runs the launcher without bubblewrap.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine import sandbox
 from engine.config import RunnerConfig
 
 LAUNCHER = Path(__file__).with_name("_launcher.py")
@@ -94,29 +96,36 @@ def run_script(script: str, config: RunnerConfig, *, cancel: threading.Event | N
     if syntax is not None:
         return RunResult(exit_code=1, stdout="", stderr=syntax, duration_s=0.0, timed_out=False)
     cap = config.output_cap_kb * 1024
+    isolated = config.sandbox == "bwrap"
+    if isolated and (problem := sandbox.probe()) is not None:
+        raise sandbox.SandboxUnavailable(problem)
     with tempfile.TemporaryDirectory(prefix="shake-run-") as workdir:
         path = Path(workdir) / "script.py"
         path.write_text(script, encoding="utf-8")
+        limits = ",".join(str(v) for v in (
+            config.memory_mb * 1024 * 1024, config.cpu_s, config.file_size_mb * 1024 * 1024,
+            config.open_files, _process_limit(config.max_processes),
+        ))
         env = {
             "PATH": "/usr/bin:/bin",
-            "HOME": workdir,
-            "TMPDIR": workdir,
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
-            "SHAKE_RLIMITS": ",".join(
-                str(v)
-                for v in (
-                    config.memory_mb * 1024 * 1024,
-                    config.cpu_s,
-                    config.file_size_mb * 1024 * 1024,
-                    config.open_files,
-                )
-            ),
+            "SHAKE_RLIMITS": limits,
         }
+        if isolated:
+            env.update(HOME=sandbox.RUN_DIR, TMPDIR="/tmp")
+            if sandbox.privileged():
+                env["SHAKE_DROP_UID"] = str(sandbox.NOBODY)
+                os.chmod(workdir, 0o777)  # the script runs as nobody and writes here
+            command = sandbox.bwrap_args(Path(workdir), LAUNCHER, env) + [
+                sys.executable, "-I", sandbox.LAUNCHER_IN, sys.executable, f"{sandbox.RUN_DIR}/script.py"]
+        else:
+            env.update(HOME=workdir, TMPDIR=workdir)
+            command = [sys.executable, "-I", str(LAUNCHER), sys.executable, str(path)]
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-I", str(LAUNCHER), sys.executable, str(path)],
+            command,
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -161,6 +170,21 @@ def run_script(script: str, config: RunnerConfig, *, cancel: threading.Event | N
             stdout_truncated=out_cut[0],
             stderr_truncated=err_cut[0],
         )
+
+
+def _process_limit(allowance: int) -> int:
+    """RLIMIT_NPROC counts every process of the user: allow the ones it has plus `allowance`."""
+    if sandbox.privileged():
+        return allowance  # the script runs as nobody, who has no other processes
+    uid = os.getuid()
+    mine = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                mine += os.stat(f"/proc/{entry}").st_uid == uid
+            except OSError:
+                pass
+    return mine + allowance
 
 
 def _signal_group(pgid: int, sig: int) -> None:
