@@ -394,6 +394,15 @@ class Session:
         return analyzer.parse_classification(gen, text)
 
     def apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
+        """Store what the label requires (see the module docstring). A failed write leaves both the
+        store and this object as they were."""
+        try:
+            self._apply_feedback(classification, emit=emit)
+        except BaseException:
+            self.state = self.store.load_state(self.id)
+            raise
+
+    def _apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
         emit = emit or (lambda event: None)
         if self.status != "review":
             raise SessionError("there is no proposal waiting for review")

@@ -41,6 +41,8 @@ from engine.logprobs import TokenLogprobs
 from engine.store.atomic import AtomicJSONStorage, atomic_write_bytes, atomic_write_text
 
 REJECTED_KINDS = ("error", "redo", "further_edit")
+BACKUPS_KEPT = 3  # rotating copies of each session file, in sessions/.backups/
+BACKUP_EVERY = 50  # writes to a session file between backups (and one before its first write)
 
 
 def now_iso() -> str:
@@ -109,6 +111,7 @@ class DatasetStore:
         self.sessions_dir = self.data_dir / "sessions"
         self.blobs = BlobStore(self.data_dir / "blobs")
         self._dbs: dict[str, TinyDB] = {}
+        self._writes: dict[str, int] = {}
         self._lock_fd: int | None = None
         if writable:
             try:
@@ -117,6 +120,7 @@ class DatasetStore:
             except OSError as err:
                 raise StoreError(f"cannot create the data directory {self.data_dir}: {err.strerror}") from None
             self._acquire_lock()
+            self._sweep_temp_files()
         elif not self.data_dir.exists():
             raise StoreError(f"no dataset at {self.data_dir} (set SHAKE_DATA or run a session first)")
 
@@ -136,6 +140,29 @@ class DatasetStore:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+
+    def _sweep_temp_files(self) -> None:
+        """Temporary files of writes that a crash interrupted; the lock guarantees no writer owns them."""
+        for folder in (self.data_dir, self.sessions_dir, *self.blobs.root.glob("*")):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
+    def _backup(self, session_id: str) -> None:
+        """Rotate `.backups/<id>.json.1..N`: a copy of the session file before this process's first
+        write to it, and every BACKUP_EVERY writes after."""
+        count = self._writes.get(session_id, 0)
+        self._writes[session_id] = count + 1
+        source = self.sessions_dir / f"{session_id}.json"
+        if count % BACKUP_EVERY or not source.exists():
+            return
+        folder = self.sessions_dir / ".backups"
+        folder.mkdir(exist_ok=True)
+        for i in range(BACKUPS_KEPT - 1, 0, -1):
+            older = folder / f"{session_id}.json.{i}"
+            if older.exists():
+                os.replace(older, folder / f"{session_id}.json.{i + 1}")
+        atomic_write_bytes(folder / f"{session_id}.json.1", source.read_bytes())
 
     def close(self) -> None:
         for db in self._dbs.values():
@@ -167,6 +194,7 @@ class DatasetStore:
     def _transaction(self, session_id: str, mutate) -> Any:
         """Apply `mutate(data)` to the shard's raw TinyDB document and write it once, atomically."""
         self._require_writable()
+        self._backup(session_id)
         db = self._db(session_id)
         data = db.storage.read() or {}
         data.setdefault("state", {})
@@ -179,7 +207,8 @@ class DatasetStore:
     def session_ids(self) -> list[str]:
         if not self.sessions_dir.exists():
             return []
-        files = sorted(self.sessions_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        files = sorted((p for p in self.sessions_dir.glob("*.json") if not p.name.startswith(".")),
+                       key=lambda p: p.stat().st_mtime)
         return [p.stem for p in files]
 
     # -- session state ------------------------------------------------------------------------
