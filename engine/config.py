@@ -45,6 +45,8 @@ n_ctx = 4096           # context window (tokens); Ollama's own default is small,
 top_logprobs = 20      # alternatives recorded per generated token (Ollama allows 0..20)
 timeout_s = 300.0      # a whole generation
 connect_timeout_s = 5.0
+chunk_timeout_s = 60.0 # silence between two streamed chunks before the answer is given up
+retries = 3            # on connection errors and HTTP 503 only, with backoff and jitter
 seed = 0
 n_threads = 0          # embedded only; 0: all cores
 
@@ -101,6 +103,8 @@ class TeacherConfig:
     top_logprobs: int = 20
     timeout_s: float = 300.0
     connect_timeout_s: float = 5.0
+    chunk_timeout_s: float = 60.0
+    retries: int = 3
     seed: int = 0
     n_threads: int = 0
 
@@ -217,7 +221,9 @@ def parse_config(text: str, path: Path) -> Config:
             raise ConfigError(f"{path}: [teachers.{name}] needs model = \"...\" for the {teacher.backend} backend")
         if not 0 <= teacher.top_logprobs <= 20:
             raise ConfigError(f"{path}: [teachers.{name}] top_logprobs must be in 0..20, got {teacher.top_logprobs}")
-        _positive(path, f"teachers.{name}", teacher, ("n_ctx", "timeout_s", "connect_timeout_s"))
+        _positive(path, f"teachers.{name}", teacher, ("n_ctx", "timeout_s", "connect_timeout_s", "chunk_timeout_s"))
+        if teacher.retries < 0:
+            raise ConfigError(f"{path}: [teachers.{name}] retries must be >= 0")
         teachers[name] = teacher
 
     agents_raw = {**defaults["agents"], **raw.get("agents", {})}

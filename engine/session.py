@@ -126,6 +126,7 @@ class Session:
         request = request.strip()
         if not request:
             raise InputError("the change request is empty; say what the script should do differently")
+        pool.require_healthy()  # before anything is written
         state = {
             "script_path": str(Path(script_path).resolve()),
             "request": request,

@@ -31,11 +31,12 @@ def _entry(token: str, logprob: float) -> dict:
 
 
 class FakeOllama:
-    def __init__(self, model: str = "qwen2.5-coder:7b", reply: list[str] | None = None) -> None:
+    def __init__(self, model: str = "qwen2.5-coder:7b", reply: list[str] | None = None, port: int = 0) -> None:
         self.model = model
         self.reply = reply or ["Hel", "lo", " world"]
         self.requests: list[dict] = []
         self.mode = "ok"  # ok | error_mid_stream | cut | slow
+        self.fail_first = 0  # answer 503 (loading) to this many chat requests first
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,6 +73,9 @@ class FakeOllama:
                     return self._json(404, {"error": "not found"})
                 if not self._known(body.get("model")):
                     return self._json(404, {"error": f"model '{body.get('model')}' not found"})
+                if outer.fail_first > 0:
+                    outer.fail_first -= 1
+                    return self._json(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
                 top = body.get("top_logprobs", 0)
                 if not 0 <= top <= 20:
                     return self._json(400, {"error": "top_logprobs must be between 0 and 20"})
@@ -100,12 +104,92 @@ class FakeOllama:
                         "eval_count": len(outer.reply)}
                 self.wfile.write(json.dumps(done).encode() + b"\n")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeOllama:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible chat server (llama.cpp's shape, with ids) with the same failure modes."""
+
+    def __init__(self, model: str = "m", reply: list[str] | None = None, port: int = 0) -> None:
+        self.model = model
+        self.reply = reply or ["Hel", "lo", " world"]
+        self.mode = "ok"
+        self.fail_first = 0
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/v1/models":
+                    return self._json(200, {"data": [{"id": outer.model}]})
+                self._json(404, {"error": "not found"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                outer.requests.append(body)
+                if body.get("model") != outer.model:
+                    return self._json(404, {"error": {"message": f"model '{body.get('model')}' not found"}})
+                if outer.fail_first > 0:
+                    outer.fail_first -= 1
+                    return self._json(503, {"error": {"message": "Loading model"}})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for i, piece in enumerate(outer.reply):
+                    if outer.mode == "error_mid_stream" and i == 1:
+                        self.wfile.write(b'data: {"error": {"message": "the model crashed"}}\n\n')
+                        self.wfile.flush()
+                        return
+                    if outer.mode == "cut" and i == 1:
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    entry = {"id": 100 + i, "token": piece, "logprob": -0.1, "bytes": list(piece.encode()),
+                             "top_logprobs": [{"id": 100 + i, "token": piece, "logprob": -0.1, "bytes": list(piece.encode())}]}
+                    chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "logprobs": {"content": [entry]},
+                                          "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    if outer.mode == "slow":
+                        time.sleep(1.0)
+                done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+                self.wfile.flush()
+                self.close_connection = True
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
         self.thread.start()
         return self
 

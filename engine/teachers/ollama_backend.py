@@ -19,6 +19,7 @@ from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.retry import Retryable, with_retries
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -36,7 +37,7 @@ class OllamaTeacher:
         self.host = config.host or DEFAULT_HOST
         self.client = ollama.Client(
             host=self.host,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, read=config.chunk_timeout_s),
         )
         self.identity = ModelIdentity(config.name, "ollama", config.model)
 
@@ -81,9 +82,7 @@ class OllamaTeacher:
         cancel: threading.Event | None = None,
     ) -> Generation:
         started = time.perf_counter()
-        parts: list[str] = []
-        tokens: list[TokenLogprob] = []
-        finish = "stop"
+        where = f"Ollama teacher '{self.config.name}' at {self.host}"
         options = {
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
@@ -92,31 +91,62 @@ class OllamaTeacher:
             "num_ctx": self.config.n_ctx,
             "seed": sampling.seed,
         }
-        try:
-            stream = self.client.chat(
-                model=self.config.model,
-                messages=messages,
-                stream=True,
-                options=options,
-                logprobs=sampling.top_logprobs > 0,
-                top_logprobs=sampling.top_logprobs or None,
-            )
-            for chunk in stream:
-                if cancel is not None and cancel.is_set():
-                    raise GenerationCancelled("generation cancelled")
-                piece = chunk.message.content or ""
-                if piece:
-                    parts.append(piece)
-                    if on_token:
-                        on_token(piece)
-                tokens.extend(_token(entry) for entry in (chunk.logprobs or []))
-                if chunk.done:
-                    finish = "length" if chunk.done_reason == "length" else "stop"
-        except GenerationCancelled:
-            raise
-        except Exception as err:
-            raise self._fail(err) from None
-        return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+
+        def attempt() -> Generation:
+            parts: list[str] = []
+            tokens: list[TokenLogprob] = []
+            finish = None
+            try:
+                stream = self.client.chat(
+                    model=self.config.model,
+                    messages=messages,
+                    stream=True,
+                    options=options,
+                    logprobs=sampling.top_logprobs > 0,
+                    top_logprobs=sampling.top_logprobs or None,
+                )
+                for chunk in stream:
+                    if cancel is not None and cancel.is_set():
+                        raise GenerationCancelled("generation cancelled")
+                    if time.perf_counter() - started > self.config.timeout_s:
+                        raise TeacherUnavailable(
+                            f"{where} did not finish within {self.config.timeout_s:.0f} s; the partial answer was discarded")
+                    piece = chunk.message.content or ""
+                    if piece:
+                        parts.append(piece)
+                        if on_token:
+                            on_token(piece)
+                    tokens.extend(_token(entry) for entry in (chunk.logprobs or []))
+                    if chunk.done:
+                        finish = "length" if chunk.done_reason == "length" else "stop"
+            except (GenerationCancelled, TeacherError):
+                raise
+            except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as err:
+                raise Retryable(f"{where} is not reachable; start it with `ollama serve` ({type(err).__name__})") from None
+            except ollama.ResponseError as err:
+                if err.status_code == 503:
+                    raise Retryable(f"{where} is busy or loading (HTTP 503)") from None
+                if parts and err.status_code == -1:
+                    raise TeacherError(f"{where} reported an error mid-answer: {err.error}; "
+                                       "the partial answer was discarded") from None
+                raise self._fail(err) from None
+            except httpx.ReadTimeout:
+                raise TeacherUnavailable(
+                    f"{where} sent nothing for {self.config.chunk_timeout_s:.0f} s after {len(parts)} pieces; "
+                    "the partial answer was discarded") from None
+            except (httpx.RemoteProtocolError, httpx.ReadError) as err:
+                raise TeacherUnavailable(
+                    f"{where}: the connection broke after {len(parts)} pieces ({type(err).__name__}); "
+                    "the partial answer was discarded") from None
+            except Exception as err:
+                raise self._fail(err) from None
+            if finish is None:  # the stream ended without its final `done` chunk
+                raise TeacherUnavailable(
+                    f"{where}: the connection broke after {len(parts)} pieces (the stream ended before the answer "
+                    "was complete); the partial answer was discarded")
+            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+
+        return with_retries(attempt, self.config.retries, cancel=cancel)
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
         raise ScoringUnsupported(

@@ -23,6 +23,7 @@ from engine.errors import (
 )
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.retry import Retryable, with_retries
 
 
 def token_bytes(entry: dict) -> bytes:
@@ -54,7 +55,7 @@ class OpenAICompatTeacher:
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self.client = httpx.Client(
             headers=headers,
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, read=config.chunk_timeout_s),
         )
         self.identity = ModelIdentity(config.name, "openai", config.model)
 
@@ -112,40 +113,67 @@ class OpenAICompatTeacher:
         if sampling.top_logprobs > 0:
             payload["top_logprobs"] = sampling.top_logprobs
         started = time.perf_counter()
-        parts: list[str] = []
-        tokens: list[TokenLogprob] = []
-        finish = "stop"
-        try:
-            with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=payload) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    resp.raise_for_status()
-                for line in resp.iter_lines():
-                    if cancel is not None and cancel.is_set():
-                        raise GenerationCancelled("generation cancelled")
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        raise TeacherError(f"teacher '{self.config.name}' reported an error mid-answer: {chunk['error']}")
-                    choice = (chunk.get("choices") or [{}])[0]
-                    piece = (choice.get("delta") or {}).get("content") or ""
-                    if piece:
-                        parts.append(piece)
-                        if on_token:
-                            on_token(piece)
-                    for entry in ((choice.get("logprobs") or {}).get("content") or []):
-                        tokens.append(parse_token_entry(entry))
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-        except httpx.HTTPError as err:
-            raise self._fail(err) from None
-        except json.JSONDecodeError as err:
-            raise TeacherError(f"teacher '{self.config.name}' sent a malformed stream chunk: {err}") from None
-        return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+        where = f"teacher '{self.config.name}' at {self.base}"
+
+        def attempt() -> Generation:
+            parts: list[str] = []
+            tokens: list[TokenLogprob] = []
+            finish = None
+            try:
+                with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=payload) as resp:
+                    if resp.status_code == 503:
+                        resp.read()
+                        raise Retryable(f"{where} is still loading (HTTP 503)")
+                    if resp.status_code >= 400:
+                        resp.read()
+                        resp.raise_for_status()
+                    for line in resp.iter_lines():
+                        if cancel is not None and cancel.is_set():
+                            raise GenerationCancelled("generation cancelled")
+                        if time.perf_counter() - started > self.config.timeout_s:
+                            raise TeacherUnavailable(
+                                f"{where} did not finish within {self.config.timeout_s:.0f} s; the partial answer was discarded")
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            finish = finish or "stop"
+                            break
+                        chunk = json.loads(data)
+                        if "error" in chunk:
+                            raise TeacherError(f"{where} reported an error mid-answer: {chunk['error']}; "
+                                               "the partial answer was discarded")
+                        choice = (chunk.get("choices") or [{}])[0]
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            parts.append(piece)
+                            if on_token:
+                                on_token(piece)
+                        for entry in ((choice.get("logprobs") or {}).get("content") or []):
+                            tokens.append(parse_token_entry(entry))
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                raise Retryable(f"{where} is not reachable ({type(err).__name__}); is the server running?") from None
+            except httpx.ReadTimeout:
+                raise TeacherUnavailable(
+                    f"{where} sent nothing for {self.config.chunk_timeout_s:.0f} s after {len(parts)} pieces; "
+                    "the partial answer was discarded") from None
+            except (httpx.RemoteProtocolError, httpx.ReadError) as err:
+                raise TeacherUnavailable(
+                    f"{where}: the connection broke after {len(parts)} pieces ({type(err).__name__}); "
+                    "the partial answer was discarded") from None
+            except httpx.HTTPError as err:
+                raise self._fail(err) from None
+            except json.JSONDecodeError as err:
+                raise TeacherError(f"{where} sent a malformed stream chunk ({err}); the partial answer was discarded") from None
+            if finish is None:  # no finish_reason and no [DONE]: the stream was cut
+                raise TeacherUnavailable(
+                    f"{where}: the connection broke after {len(parts)} pieces (the stream ended before the answer "
+                    "was complete); the partial answer was discarded")
+            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+
+        return with_retries(attempt, self.config.retries, cancel=cancel)
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
         raise ScoringUnsupported(

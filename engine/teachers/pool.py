@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.config import Config, TeacherConfig
-from engine.errors import ConfigError, TeacherError
+from engine.errors import ConfigError, ModelNotFound, TeacherError, TeacherUnavailable
 from engine.teachers.base import Teacher
 
 
@@ -58,6 +58,26 @@ class TeacherPool:
                 report[name] = str(err)
         return report
 
+    def require_healthy(self) -> None:
+        """Before a session starts: every agent must have at least one teacher that answers."""
+        checked: dict[str, TeacherError | None] = {}
+        for agent in self.config.agents:
+            problems: list[TeacherError] = []
+            for name in self.names_for(agent):
+                if name not in checked:
+                    try:
+                        self.get(name).health()
+                        checked[name] = None
+                    except TeacherError as err:
+                        checked[name] = err
+                if checked[name] is None:
+                    break
+                problems.append(checked[name])
+            else:
+                kind = ModelNotFound if any(isinstance(p, ModelNotFound) for p in problems) else TeacherUnavailable
+                raise kind(f"the {agent} has no teacher that answers: {'; '.join(map(str, problems))}")
+
     def close(self) -> None:
         for teacher in self._teachers.values():
             teacher.close()
+
