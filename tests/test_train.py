@@ -135,3 +135,37 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
     with pytest.raises(TrainError, match="not empty"):
         export_student(result.run_dir, tmp_path / "export")
+
+
+def test_kill_during_a_checkpoint_save_then_resume(dataset, tiny_student, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "killed"
+    monkeypatch.setenv("SHAKE_DATA", str(dataset))
+    args = [sys.executable, "-m", "tui.cli", "train", "--student", tiny_student, "--run-dir", str(run_dir),
+            "--max-steps", "8", "--batch-size", "2", "--eval-fraction", "0", "--checkpoint-every", "1",
+            "--lora-r", "4", "--max-length", "1024"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_mid_save = False
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = run_dir / "checkpoints"
+        complete = list(ckpts.glob("step-*")) if ckpts.exists() else []
+        if complete and any(ckpts.glob(".step-*.tmp")):
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_mid_save = True
+            break
+        time.sleep(0.001)
+    proc.wait()
+    assert killed_mid_save, "the trainer finished before a save could be interrupted"
+    assert not (run_dir / "DONE").exists()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(TrainConfig(resume=True, run_dir=str(run_dir)), dataset, progress=False, log=lambda m: None)
+    assert any("partial checkpoint" in str(w.message) for w in caught)
+    assert result.steps == 8 and (run_dir / "DONE").exists()
+    assert [m["step"] for m in metrics(run_dir)] == list(range(1, 9))
