@@ -13,7 +13,7 @@ from engine.config import DEFAULT_CONFIG_TOML, load_config, write_default_config
 from engine.errors import AttemptsExhausted, InputError
 from engine.session import Session, SessionEvent
 from engine.store import DatasetStore
-from engine.store.export import FORMATS, export_dataset
+from engine.store.export import FORMATS, export_dataset, export_hf
 from engine.teachers.pool import TeacherPool
 
 EXIT_PAUSED = 3  # the session was saved unfinished (no more feedback, or attempts exhausted)
@@ -38,9 +38,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_stats)
     p = data.add_parser("export", help="write the dataset in TRL's prompt/chosen/rejected layout")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
-    p.add_argument("--out", type=Path, required=True)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="a JSONL or Parquet file")
+    target.add_argument("--hf", type=Path, metavar="DIR", help="a Hugging Face `datasets` directory (save_to_disk)")
     p.add_argument("--paired-only", action="store_true", help="only rows that have a rejected (ORPO/DPO need one)")
     p.set_defaults(func=cmd_data_export)
+    p = data.add_parser("rescore", help="soft labels from a teacher for every chosen it did not score (resumable)")
+    p.add_argument("--teacher", default=None, help="the scoring teacher (default: [student] kd_teacher)")
+    p.set_defaults(func=cmd_data_rescore)
 
     p = sub.add_parser("teachers", help="list the configured teachers and check that each answers")
     p.set_defaults(func=cmd_teachers)
@@ -191,8 +196,32 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 def cmd_data_export(args: argparse.Namespace) -> int:
     config = load_config()
     with DatasetStore(config.data_dir) as store:
+        if args.hf:
+            n = export_hf(store, args.hf, paired_only=args.paired_only)
+            print(f"wrote {n} rows to {args.hf} (Hugging Face datasets)")
+            return 0
         n = export_dataset(store, args.out, args.format, paired_only=args.paired_only)
     print(f"wrote {n} rows to {args.out} ({args.format})")
+    return 0
+
+
+def cmd_data_rescore(args: argparse.Namespace) -> int:
+    from engine.rescore import rescore
+
+    config = load_config()
+    name = args.teacher or config.student.kd_teacher
+    if not name:
+        raise InputError("name the scoring teacher: --teacher NAME, or [student] kd_teacher in the config")
+    pool = TeacherPool(config)
+    try:
+        teacher = pool.get(name)
+        tcfg = config.teachers[name]
+        with DatasetStore(config.data_dir) as store:
+            report = rescore(store, teacher, top_logprobs=tcfg.top_logprobs, progress=print)
+    finally:
+        pool.close()
+    print(f"rescored {report.scored_steps} steps ({report.rows_updated} rows) with '{name}'; "
+          f"{report.skipped_steps} already had its log-probabilities")
     return 0
 
 

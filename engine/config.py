@@ -20,7 +20,8 @@ from typing import Any
 from engine.errors import ConfigError
 
 AGENTS = ("planner", "lead", "worker", "analyzer")
-BACKENDS = ("embedded", "ollama", "openai")
+BACKENDS = ("embedded", "ollama", "openai", "student")
+STUDENT_MODES = ("off", "side-chain", "student-first")
 
 DEFAULT_CONFIG_TOML = """\
 # shake configuration. Every value shown is the default; delete what you do not change.
@@ -36,6 +37,8 @@ data_dir = ""
 # backend = "ollama":   an Ollama server (>= 0.12.11 for log-probabilities); model = "qwen2.5-coder:7b".
 # backend = "openai":   an OpenAI-compatible server (llama.cpp server, llama_cpp.server, vLLM);
 #                       host = "http://127.0.0.1:8080", model = the served model name.
+# backend = "student":  a trained student in process (transformers); model = a training run,
+#                       an exported adapter or a merged model directory.
 [teachers.smollm2]
 backend = "embedded"
 model = ""
@@ -87,6 +90,16 @@ max_processes = 64      # RLIMIT_NPROC for the script's user (stops fork bombs)
 sandbox = "bwrap"       # "bwrap": isolated (no network, read-only system, private files);
                         # "none": run model-written code unisolated, at your own risk
 
+# The trained student back in the loop (see README, "Closing the loop").
+[student]
+mode = "off"            # off | side-chain (every worker prompt also goes to a student; worse
+                        # answers become `rejected`, kind "student") | student-first (the student
+                        # answers first; the worker's teachers take over after switch_teacher_after)
+teachers = []           # student teachers (backend = "student"), first student first, latest last
+first_share = 0.5       # side-chain: share of prompts the first student answers (mixed policy)
+judge = true            # side-chain: ask the worker's teacher which answer is better when both run
+kd_teacher = ""         # a teacher that can score: re-scores every chosen it did not write itself
+
 [ui]
 theme = "shake-dark"    # shake-dark, shake-light, shake-high-contrast; the app remembers the last one
 """
@@ -134,6 +147,15 @@ class RunnerConfig:
 
 
 @dataclass
+class StudentConfig:
+    mode: str = "off"
+    teachers: list[str] = field(default_factory=list)
+    first_share: float = 0.5
+    judge: bool = True
+    kd_teacher: str = ""
+
+
+@dataclass
 class UIConfig:
     theme: str = "shake-dark"
     keys: dict[str, str] = field(default_factory=dict)
@@ -149,6 +171,7 @@ class Config:
     ui: UIConfig
     data_dir: Path
     config_path: Path
+    student: StudentConfig = field(default_factory=StudentConfig)
 
     def teachers_for(self, agent: str) -> list[TeacherConfig]:
         return [self.teachers[name] for name in self.agents[agent]]
@@ -217,7 +240,7 @@ def parse_config(text: str, path: Path) -> Config:
             raise ConfigError(
                 f"{path}: [teachers.{name}] backend must be one of {', '.join(BACKENDS)}, got '{teacher.backend}'"
             )
-        if teacher.backend in ("ollama", "openai") and not teacher.model:
+        if teacher.backend in ("ollama", "openai", "student") and not teacher.model:
             raise ConfigError(f"{path}: [teachers.{name}] needs model = \"...\" for the {teacher.backend} backend")
         if not 0 <= teacher.top_logprobs <= 20:
             raise ConfigError(f"{path}: [teachers.{name}] top_logprobs must be in 0..20, got {teacher.top_logprobs}")
@@ -263,6 +286,16 @@ def parse_config(text: str, path: Path) -> Config:
     if runner.sandbox not in ("bwrap", "none"):
         raise ConfigError(f"{path}: [runner] sandbox must be \"bwrap\" or \"none\", got '{runner.sandbox}'")
     ui = _build(UIConfig, "ui", raw.get("ui", {}), path)
+    student = _build(StudentConfig, "student", raw.get("student", {}), path)
+    if student.mode not in STUDENT_MODES:
+        raise ConfigError(f"{path}: [student] mode must be one of {', '.join(STUDENT_MODES)}, got '{student.mode}'")
+    for name in student.teachers + ([student.kd_teacher] if student.kd_teacher else []):
+        if name not in teachers:
+            raise ConfigError(f"{path}: [student] names teacher '{name}', which is not configured")
+    if student.mode != "off" and not student.teachers:
+        raise ConfigError(f"{path}: [student] mode = \"{student.mode}\" needs teachers = [\"STUDENT\"]")
+    if not 0 <= student.first_share <= 1:
+        raise ConfigError(f"{path}: [student] first_share must be in [0, 1]")
 
     paths_raw = raw.get("paths", {})
     _check_keys("paths", paths_raw, {"data_dir"}, path)
@@ -273,7 +306,7 @@ def parse_config(text: str, path: Path) -> Config:
     else:
         data_dir = default_data_dir()
 
-    return Config(teachers, agents, sampling, session, runner, ui, data_dir, path)
+    return Config(teachers, agents, sampling, session, runner, ui, data_dir, path, student)
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -23,12 +23,15 @@ any point and resume.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.agents import analyzer, lead, planner, worker
+import numpy as np
+
+from engine.agents import analyzer, judge, lead, planner, worker
 from engine.agents.analyzer import Classification
 from engine.agents.call import sampling_for
 from engine.config import Config
@@ -218,7 +221,68 @@ class Session:
 
     # -- one proposal -------------------------------------------------------------------------
     def worker_teachers(self) -> list[Teacher]:
-        return self.pool.for_agent("worker")
+        """The worker's teachers in order; in student-first mode the latest student comes first."""
+        workers = self.pool.for_agent("worker")
+        student = self.config.student
+        if student.mode == "student-first":
+            latest = student.teachers[-1]
+            return [self.pool.get(latest)] + [w for w in workers if w.identity.name != latest]
+        return workers
+
+    # -- side-chain ---------------------------------------------------------------------------
+    def _pick_student(self, cycle: int) -> str:
+        """ORPO-Distill's mixed policy: the first student answers `first_share` of the prompts."""
+        names = self.config.student.teachers
+        if len(names) == 1:
+            return names[0]
+        seed = int(hashlib.sha256(self.id.encode()).hexdigest()[:8], 16)
+        rng = np.random.default_rng([seed, self.state["step_index"], cycle])
+        return names[0] if rng.random() < self.config.student.first_share else names[-1]
+
+    def _side_chain(self, messages, instruction: str, teacher: Teacher, teacher_script: str | None,
+                    teacher_ran: bool, cycle: int, emit: EventSink, cancel) -> list[dict[str, Any]]:
+        """Send the worker's prompt to a student too; store its answer as a negative when it is worse.
+
+        Worse: it is malformed, or it fails to run where the teacher's script ran, or both ran and the
+        teacher, asked to judge, prefers its own. Undecided verdicts store nothing.
+        """
+        if self.config.student.mode != "side-chain":
+            return []
+        name = self._pick_student(cycle)
+        student = self.pool.get(name)
+        tcfg = self.config.teachers.get(name)
+        sampling = sampling_for(self.config.sampling["worker"], seed=(tcfg.seed if tcfg else 0) + cycle,
+                                top_logprobs=0)
+        gen = student.generate(messages, sampling, cancel=cancel)
+        reasoning, script, reason = "", "", None
+        try:
+            answer = worker.parse_answer(gen)
+            reasoning, script = answer.reasoning, answer.script
+        except OutputFormatError as err:
+            reason = f"malformed: {err}"
+        if reason is None:
+            run = run_script(script, self.config.runner, cancel=cancel)
+            if not run.ok and teacher_ran:
+                reason = f"failed when run where the teacher's script ran: {run.error_text(500)}"
+            elif run.ok and teacher_ran and teacher_script is not None and self.config.student.judge:
+                verdict_gen = self._ask("worker", judge.judge_messages(instruction, teacher_script, script),
+                                        teachers=[teacher], cancel=cancel, emit=emit)
+                verdict = judge.parse_verdict(verdict_gen)
+                if verdict == "A":
+                    reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
+                elif verdict is None:
+                    emit(SessionEvent("note", f"side-chain: the judge was undecided about student '{name}'"))
+        if reason is None:
+            emit(SessionEvent("note", f"side-chain: student '{name}' was not worse; nothing stored"))
+            return []
+        rejected = {
+            "text": gen.text, "reasoning": reasoning, "script": script, "kind": "student",
+            "teacher": (gen.identity or student.identity).as_dict(), "student_version": (gen.identity or student.identity).model,
+            "sampling": gen.sampling.as_dict() if gen.sampling else {}, "agent": "worker", "cycle": cycle,
+            "created_at": now_iso(), "error": reason, "feedback": None,
+        }
+        emit(SessionEvent("note", f"side-chain: student '{name}' stored as a negative ({reason[:80]})"))
+        return [self._row(rejected, cycle)]
 
     def pending_proposal(self) -> Proposal | None:
         data = self.state["step"]["proposal"]
@@ -305,6 +369,7 @@ class Session:
             try:
                 answer = worker.parse_answer(gen)
             except OutputFormatError as err:
+                side_rows = self._side_chain(messages, instruction, teacher, None, False, step["cycle"], emit, cancel)
                 emit(SessionEvent("failed", f"malformed worker output: {err}", {"reason": str(err)}))
                 step["context"] = {
                     "kind": "error",
@@ -313,16 +378,17 @@ class Session:
                     "failed_script": None,
                 }
                 self._count_failure(workers, emit)
-                self._save()
+                self._save(new_rows=side_rows)
                 continue
             run = run_script(answer.script, self.config.runner, cancel=cancel)
+            side_rows = self._side_chain(messages, instruction, teacher, answer.script, run.ok, step["cycle"], emit, cancel)
             emit(SessionEvent("run", run.log(), {"ok": run.ok, "script": answer.script}))
             output = self._output_record(gen, answer, teacher, step["cycle"])
             if not run.ok:
                 rejected = {**output, "kind": "error", "error": run.error_text(), "feedback": None}
                 step["context"] = {"kind": "error", "error": run.error_text(), "failed_script": answer.script}
                 self._count_failure(workers, emit)
-                ids = self._save(new_rows=[self._row(rejected, step["cycle"])])
+                ids = self._save(new_rows=[self._row(rejected, step["cycle"])] + side_rows)
                 emit(SessionEvent("row", f"rejected (error) row {ids[0]}", {"kind": "error"}))
                 continue
             blob = self.store.put_logprobs(gen.logprobs()) if gen.has_logprobs else None
@@ -338,7 +404,7 @@ class Session:
             }
             self.steps[index]["status"] = "review"
             self.state["status"] = "review"
-            self._save()
+            self._save(new_rows=side_rows)
             proposal = self.pending_proposal()
             assert proposal is not None
             emit(SessionEvent("proposal", proposal.diff(), {"run": run.as_dict()}))
@@ -443,28 +509,44 @@ class Session:
             emit(SessionEvent("done", "every step is accepted", {"script": self.current_script}))
 
     def _chosen_logprobs(self, proposal: dict[str, Any], emit: EventSink) -> dict[str, Any] | None:
-        """Soft labels for the accepted output, conditioned on the step's prompt where possible.
+        """Soft labels for the accepted output, conditioned on the step's prompt.
 
-        The output may come from a later cycle whose instruction differs from the step's first one
-        (the row's `prompt`). A teacher that can score re-scores the output under the row's prompt in
-        one teacher-forced pass, so that the soft labels match what the student will be trained on.
+        - With `[student] kd_teacher`, that teacher scores every chosen it did not generate under the
+          row's prompt (a switch to another teacher, the student), one teacher-forced pass.
+        - Otherwise the generating teacher's own log-probabilities are kept, re-scored under the row's
+          prompt when the output came from a later cycle (its instruction differs from the prompt's).
+        - A chosen written by a student with no teacher able to score keeps hard labels only: a student
+          is not distilled into itself.
         """
         prompt_messages = self.state["step"]["prompt"]["messages"]
         blob = proposal.get("logprobs_blob")
-        source = "generation"
-        if proposal["messages"] != prompt_messages:
-            teacher_name = proposal["teacher"]["name"]
+        source, scorer_identity = "generation", proposal["teacher"]
+        kd_name = self.config.student.kd_teacher
+        generator = proposal["teacher"]["name"]
+        scorer_name = None
+        if kd_name and generator != kd_name:
+            scorer_name = kd_name
+        elif proposal["messages"] != prompt_messages:
+            scorer_name = generator
+        if scorer_name is not None:
             try:
-                teacher = self.pool.get(teacher_name)
-                if teacher.can_score:
-                    tcfg = self.config.teachers.get(teacher_name)
-                    scored = teacher.score(prompt_messages, proposal["text"], top_logprobs=tcfg.top_logprobs if tcfg else 20)
-                    blob = self.store.put_logprobs(scored)
-                    source = "rescored"
+                scorer = self.pool.get(scorer_name)
+                if not scorer.can_score:
+                    raise ScoringUnsupported(f"teacher '{scorer_name}' cannot score")
+                tcfg = self.config.teachers.get(scorer_name)
+                scored = scorer.score(prompt_messages, proposal["text"], top_logprobs=tcfg.top_logprobs if tcfg else 20)
+                blob = self.store.put_logprobs(scored)
+                source = "rescored" if scorer_name == generator else "rescored:kd_teacher"
+                scorer_identity = scorer.identity.as_dict()
             except (ScoringUnsupported, TeacherError) as err:
-                emit(SessionEvent("note", f"kept the generation's log-probabilities: {err}"))
+                emit(SessionEvent("note", f"no re-scoring: {err}"))
+                if scorer_name == kd_name and proposal["teacher"].get("backend") == "student":
+                    blob = None
+        if blob and source == "generation" and proposal["teacher"].get("backend") == "student":
+            emit(SessionEvent("note", "the student wrote the accepted output and no teacher could score it: hard labels only"))
+            blob = None
         if not blob:
             return None
         lp = self.store.get_logprobs(blob)
         return {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids, "source": source,
-                "teacher": proposal["teacher"]}
+                "teacher": scorer_identity}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from engine.agents import analyzer, lead, planner, worker
+from engine.agents import analyzer, judge, lead, planner, worker
 from engine.errors import GenerationCancelled
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, ModelIdentity, SamplingParams
@@ -14,6 +14,7 @@ AGENT_BY_SYSTEM = {
     lead.SYSTEM: "lead",
     worker.SYSTEM: "worker",
     analyzer.SYSTEM: "analyzer",
+    judge.SYSTEM: "judge",
 }
 
 
@@ -36,8 +37,10 @@ class ScriptedTeacher:
 
     can_score = True
 
-    def __init__(self, name: str, answers: dict[str, list[str]] | None = None, *, delay_s: float = 0.0) -> None:
-        self.identity = ModelIdentity(name, "scripted", f"scripted-{name}")
+    def __init__(self, name: str, answers: dict[str, list[str]] | None = None, *, delay_s: float = 0.0,
+                 logprobs: bool = True, backend: str = "scripted") -> None:
+        self.identity = ModelIdentity(name, backend, f"scripted-{name}")
+        self.with_logprobs = logprobs
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
         self.calls: list[tuple[str, list[dict]]] = []
         self.scored: list[tuple[list[dict], str]] = []
@@ -57,7 +60,7 @@ class ScriptedTeacher:
                 raise GenerationCancelled("generation cancelled")
             if on_token:
                 on_token(tok.text)
-        return Generation(text, fake_tokens(text), self.identity, sampling)
+        return Generation(text, fake_tokens(text) if self.with_logprobs else [], self.identity, sampling)
 
     def score(self, messages, response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
         self.scored.append((messages, response))

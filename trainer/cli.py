@@ -26,6 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = student.add_parser("export", help="write the adapter and a merged Hugging Face model directory")
     p.add_argument("run", help="run name or directory")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--ollama", action="store_true", help="also write a Modelfile that `ollama create` accepts")
     p.set_defaults(func=cmd_student_export)
 
 
@@ -57,7 +58,7 @@ def cmd_student_export(args: argparse.Namespace) -> int:
     from trainer.evaluate import resolve_run
     from trainer.export import export_student
 
-    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out)
+    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

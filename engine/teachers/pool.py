@@ -20,6 +20,10 @@ def build_teacher(config: TeacherConfig) -> Teacher:
         from engine.teachers.openai_compat import OpenAICompatTeacher
 
         return OpenAICompatTeacher(config)
+    if config.backend == "student":
+        from engine.teachers.student import StudentTeacher
+
+        return StudentTeacher(config)
     raise ConfigError(f"teacher '{config.name}': unknown backend '{config.backend}'")
 
 

@@ -1,0 +1,193 @@
+"""The student back in the loop: as a teacher, in side-chain and student-first modes; re-scoring; exports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.agents.analyzer import Classification
+from engine.config import TeacherConfig, load_config
+from engine.session import Session
+from engine.store import DatasetStore
+from engine.teachers.base import SamplingParams
+from engine.teachers.pool import TeacherPool
+from engine.teachers.student import StudentTeacher
+from helpers import ScriptedTeacher, worker_answer
+from tui.cli import main
+
+GOOD = 'print("hello")\nprint("bye")\n'
+STUDENT_OK = 'print("hello")\nprint("bye!")\n'
+MESSAGES = [{"role": "user", "content": "Write print(1)"}]
+
+
+def write_config(shake_env, extra: str) -> None:
+    (shake_env / "config.toml").write_text(
+        '[teachers.a]\nbackend = "embedded"\n[teachers.s1]\nbackend = "embedded"\n[teachers.s2]\nbackend = "embedded"\n'
+        '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a"]\nanalyzer = ["a"]\n[session]\nswitch_teacher_after = 2\n'
+        + extra)
+
+
+def test_a_trained_student_is_a_teacher_with_logprobs(tiny_student):
+    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=tiny_student))
+    teacher.health()
+    gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=12, top_logprobs=4))
+    assert teacher.identity.backend == "student" and teacher.identity.quantization == "merged"
+    assert len(gen.tokens) == 12 and all(len(t.top) == 4 and t.token_id >= 0 for t in gen.tokens)
+    assert b"".join(t.token_bytes for t in gen.tokens).decode("utf-8", errors="replace") == gen.text
+    scored = teacher.score(MESSAGES, gen.text, top_logprobs=4)
+    if scored.token_ids.tolist() == [t.token_id for t in gen.tokens]:  # same tokenization: same numbers
+        np.testing.assert_allclose(scored.logprobs, [t.logprob for t in gen.tokens], atol=1e-4)
+
+
+def test_a_training_run_is_a_teacher(dataset, tiny_student, tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.recipe import train
+
+    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
+                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
+    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=str(run.run_dir)))
+    gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=4, top_logprobs=2))
+    assert teacher.identity.quantization == "lora" and teacher.identity.model == "run@final" and gen.tokens
+
+
+def session_with(shake_env, script_file, extra, teachers):
+    write_config(shake_env, extra)
+    config = load_config()
+    pool = TeacherPool(config, extra=teachers)
+    store = DatasetStore(config.data_dir)
+    session = Session.start(store, pool, config, script_file, "say bye")
+    session.plan()
+    return session, store
+
+
+def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_file):
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 3, "judge": ["A", "B"]})
+    s1 = ScriptedTeacher("s1", {"worker": ["no code at all", worker_answer(STUDENT_OK), worker_answer(STUDENT_OK)]},
+                         backend="student")
+    session, store = session_with(shake_env, script_file,
+                                  '[student]\nmode = "side-chain"\nteachers = ["s1"]\n', {"a": a, "s1": s1})
+    with store:
+        session.propose()  # cycle 1: the student's answer is malformed -> negative
+        session.apply_feedback(Classification("further_edit", "user", "more"))
+        session.propose()  # cycle 2: both run, the judge says A (teacher) -> negative
+        session.apply_feedback(Classification("redo", "user", "again"))
+        session.propose()  # cycle 3: both run, the judge says B -> nothing stored
+        session.apply_feedback(Classification("accepted", "user", ""))
+        rows = list(store.rows())
+    kinds = [r["rejected"]["kind"] for r in rows]
+    assert kinds.count("student") == 2 and kinds.count("further_edit") == 1 and kinds.count("redo") == 1
+    students = [r for r in rows if r["rejected"]["kind"] == "student"]
+    assert "malformed" in students[0]["rejected"]["error"] and "judged its own answer better" in students[1]["rejected"]["error"]
+    assert all(r["rejected"]["student_version"] == "scripted-s1" for r in students)
+    assert all(r["chosen"]["script"] == GOOD for r in rows)  # the accepted teacher output is their chosen
+
+
+@pytest.mark.parametrize("share, expected", [(1.0, {"scripted-s1"}), (0.0, {"scripted-s2"})])
+def test_mixed_policy_share_between_first_and_latest_student(shake_env, script_file, share, expected):
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 4})
+    s1 = ScriptedTeacher("s1", {"worker": ["junk"] * 4}, backend="student")
+    s2 = ScriptedTeacher("s2", {"worker": ["junk"] * 4}, backend="student")
+    session, store = session_with(
+        shake_env, script_file, f'[student]\nmode = "side-chain"\nteachers = ["s1", "s2"]\nfirst_share = {share}\n',
+        {"a": a, "s1": s1, "s2": s2})
+    with store:
+        for _ in range(3):
+            session.propose()
+            session.apply_feedback(Classification("further_edit", "user", "more"))
+        versions = {r["rejected"]["student_version"] for r in store.rows() if r["rejected"]["kind"] == "student"}
+    assert versions == expected
+
+
+def test_student_first_falls_back_to_the_teacher_and_rescoring_uses_the_kd_teacher(shake_env, script_file):
+    failing = worker_answer("raise SystemExit('nope')\n")
+    student = ScriptedTeacher("s1", {"worker": [failing, failing]}, backend="student")
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)]})
+    session, store = session_with(
+        shake_env, script_file, '[student]\nmode = "student-first"\nteachers = ["s1"]\nkd_teacher = "a"\n',
+        {"a": a, "s1": student})
+    with store:
+        assert [t.identity.name for t in session.worker_teachers()] == ["s1", "a"]
+        events = []
+        proposal = session.propose(emit=events.append)
+        assert proposal.teacher["name"] == "a"  # the teacher took over after 2 failed student attempts
+        assert any(e.kind == "switch" for e in events)
+        session.apply_feedback(Classification("accepted", "user", ""))
+        rows = list(store.rows())
+        assert [r["rejected"]["teacher"]["name"] for r in rows] == ["s1", "s1"]
+        lp = rows[0]["chosen"]["logprobs"]
+        prompt = rows[0]["prompt"]["messages"]
+        direct = a.score(prompt, rows[0]["chosen"]["text"])
+        got = store.get_logprobs(lp["blob"])
+        np.testing.assert_array_equal(got.logprobs, direct.logprobs)
+        assert lp["source"] == "rescored" and lp["teacher"]["name"] == "a"
+
+
+def test_kd_teacher_scores_a_chosen_from_another_teacher(shake_env, script_file):
+    b = ScriptedTeacher("b", {"worker": [worker_answer(GOOD)]}, logprobs=False)
+    a = ScriptedTeacher("a")
+    write_config(shake_env, '[student]\nkd_teacher = "a"\n')
+    (shake_env / "config.toml").write_text((shake_env / "config.toml").read_text().replace('[teachers.s1]', '[teachers.b]\nbackend = "embedded"\n[teachers.s1]').replace('worker = ["a"]', 'worker = ["b"]'))
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        session = Session.start(store, TeacherPool(config, extra={"a": a, "b": b}), config, script_file, "say bye")
+        session.plan()
+        session.propose()
+        session.apply_feedback(Classification("accepted", "user", ""))
+        row = next(store.rows())
+        lp = row["chosen"]["logprobs"]
+        assert lp["source"] == "rescored:kd_teacher" and lp["teacher"]["name"] == "a"
+        np.testing.assert_array_equal(store.get_logprobs(lp["blob"]).logprobs,
+                                      a.score(row["prompt"]["messages"], row["chosen"]["text"]).logprobs)
+
+
+def test_data_rescore_fills_soft_labels_resumably(shake_env, script_file, smol_teacher, capsys):
+    b = ScriptedTeacher("b", {"worker": [worker_answer(GOOD)]}, logprobs=False)
+    write_config(shake_env, "")
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        session = Session.start(store, TeacherPool(config, extra={"a": b}), config, script_file, "say bye")
+        session.plan()
+        session.propose()
+        session.apply_feedback(Classification("accepted", "user", ""))
+        assert next(store.rows())["chosen"]["logprobs"] is None  # the teacher gave none
+    assert main(["data", "rescore", "--teacher", "a"]) == 0  # "a" is the embedded SmolLM2 in this config
+    assert "rescored 1 steps" in capsys.readouterr().out
+    with DatasetStore(config.data_dir) as store:
+        row = next(store.rows())
+        got = store.get_logprobs(row["chosen"]["logprobs"]["blob"])
+        direct = smol_teacher.score(row["prompt"]["messages"], row["chosen"]["text"], top_logprobs=20)
+        assert got.token_ids.tolist() == direct.token_ids.tolist()
+        np.testing.assert_allclose(got.logprobs, direct.logprobs, atol=1e-5)
+    assert main(["data", "rescore", "--teacher", "a"]) == 0  # resumable: nothing left to do
+    out = capsys.readouterr().out
+    assert "rescored 0 steps" in out and "1 already had" in out
+
+
+def test_export_as_hugging_face_dataset(shake_env, script_file, capsys):
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)]})
+    session, store = session_with(shake_env, script_file, "", {"a": a})
+    with store:
+        session.propose()
+        session.apply_feedback(Classification("accepted", "user", ""))
+    assert main(["data", "export", "--hf", str(shake_env / "hf")]) == 0
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(shake_env / "hf"))
+    assert ds.num_rows == 1 and {"prompt", "chosen", "rejected", "chosen_logprobs"} <= set(ds.column_names)
+    assert ds[0]["chosen"][0]["content"] == worker_answer(GOOD)
+
+
+def test_ollama_export_writes_a_modelfile(dataset, tiny_student, tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.export import export_student
+    from trainer.recipe import train
+
+    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
+                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
+    paths = export_student(run.run_dir, tmp_path / "out", ollama=True)
+    text = paths["modelfile"].read_text()
+    assert "FROM ./merged" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert (paths["merged"] / "config.json").exists()
+    assert json.loads((paths["merged"] / "config.json").read_text())["model_type"] == "llama"
