@@ -169,3 +169,30 @@ def test_kill_during_a_checkpoint_save_then_resume(dataset, tiny_student, tmp_pa
     assert any("partial checkpoint" in str(w.message) for w in caught)
     assert result.steps == 8 and (run_dir / "DONE").exists()
     assert [m["step"] for m in metrics(run_dir)] == list(range(1, 9))
+
+
+def test_two_processes_with_gloo(dataset, tiny_student, tmp_path, monkeypatch):
+    """`shake train` unchanged under torch.distributed.run (the launcher `accelerate launch --multi_gpu`
+    uses; accelerate's CPU multi-process mode needs MPI): two CPU processes with gloo see different
+    rows and end with the same weights."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "ddp"
+    monkeypatch.setenv("SHAKE_DATA", str(dataset))
+    from servers import free_port
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+            "--master_port", str(free_port()),
+            "-m", "tui.cli", "train", "--student", tiny_student, "--run-dir", str(run_dir), "--max-steps", "3",
+            "--batch-size", "1", "--eval-fraction", "0", "--lora-r", "4", "--max-length", "1024", "--device", "cpu"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = metrics(run_dir)
+    assert [m["step"] for m in lines] == [1, 2, 3]
+    for m in lines:
+        rank0, rank1 = m["rows"]
+        assert len(rank0) == len(rank1) == 1 and rank0 != rank1  # each rank its own rows
+    done = json.loads((run_dir / "DONE").read_text())
+    first, second = done["weights_sha256_by_rank"]
+    assert first == second  # the same weights on both ranks

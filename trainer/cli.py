@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from trainer.config import add_arguments, from_args
@@ -37,8 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     stop = args.stop_file
     result = train(from_args(args), load_config().data_dir,
                    should_stop=(lambda step: stop.exists()) if stop else None)
-    print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
-    print(json.dumps(result.final_metrics))
+    if os.environ.get("RANK", "0") == "0":  # one summary for a multi-process run
+        print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
+        print(json.dumps(result.final_metrics))
     return 0
 
 

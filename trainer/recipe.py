@@ -29,6 +29,7 @@ from engine.store.atomic import atomic_write_text
 from trainer.checkpoint import latest_checkpoint, restore, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, Example, build_examples, collate, split
+from trainer.distributed import Dist, init_distributed, weights_digest
 from trainer.errors import TrainError
 from trainer.loss import KDOptions, LossParts, dorpo_loss, response_token_terms
 from trainer.student import add_lora, decoder_and_head, load_base_model, load_tokenizer, resolve_device, use_4bit
@@ -122,7 +123,16 @@ def train(
     yes, a checkpoint is saved and the run ends early, resumable with `resume=True`. `base_model`
     is an already loaded student (same weights as `cfg.student`), to skip loading it again."""
     cfg.validate()
-    run_dir = default_run_dir(data_dir, cfg)
+    ddp = init_distributed(cfg.device)
+    try:
+        return _train(cfg, data_dir, ddp, log=log if ddp.main else (lambda m: None), progress=progress and ddp.main,
+                      should_stop=should_stop, base_model=base_model)
+    finally:
+        ddp.close()
+
+
+def _prepare_run(cfg: TrainConfig, data_dir: Path, run_dir: Path) -> TrainConfig:
+    """Rank 0: check or create the run directory and freeze the dataset snapshot."""
     snapshot_dir = run_dir / "snapshot"
     if cfg.resume:
         if not (run_dir / "config.json").exists():
@@ -130,21 +140,36 @@ def train(
         saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
         saved.resume = True
         cfg = saved
-        snapshot = Snapshot(snapshot_dir)
-        if snapshot.sha256 != json.loads((run_dir / "run.json").read_text())["snapshot_sha256"]:
+        if Snapshot(snapshot_dir).sha256 != json.loads((run_dir / "run.json").read_text())["snapshot_sha256"]:
             raise TrainError(f"the snapshot in {run_dir} does not match the one the run started with")
-    else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it, or another --name")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with DatasetStore(data_dir, writable=False) as store:
-            info = store.snapshot(snapshot_dir)
-        snapshot = Snapshot(snapshot_dir)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
-        atomic_write_text(run_dir / "run.json", json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
+        return cfg
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it, or another --name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with DatasetStore(data_dir, writable=False) as store:
+        info = store.snapshot(snapshot_dir)
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
+    atomic_write_text(run_dir / "run.json", json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
+    return cfg
+
+
+def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should_stop, base_model) -> TrainResult:
+    run_dir = default_run_dir(data_dir, cfg)
+    problem = None
+    if ddp.main:
+        try:
+            cfg = _prepare_run(cfg, data_dir, run_dir)
+        except TrainError as err:
+            problem = str(err)
+    problem, cfg = ddp.broadcast((problem, cfg))
+    if problem:
+        raise TrainError(problem)
+    snapshot = Snapshot(run_dir / "snapshot")
 
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
     four_bit = use_4bit(cfg, device)
     tokenizer = load_tokenizer(cfg.student)
     examples, report = build_examples(snapshot, tokenizer, cfg)
@@ -169,16 +194,18 @@ def train(
     start_step = 0
     metrics_path = run_dir / "metrics.jsonl"
     if cfg.resume:
-        ckpt = latest_checkpoint(run_dir)
+        ckpt = latest_checkpoint(run_dir) if ddp.main else None
+        ckpt = ddp.broadcast(ckpt)
         if ckpt is not None:
             restore(ckpt, model, optimizer, scheduler)
             start_step = ckpt.step
             log(f"resumed from {ckpt.path.name}")
         # Lines written after the checkpoint describe steps that will run again.
         kept = []
-        if metrics_path.exists():
+        if metrics_path.exists() and ddp.main:
             kept = [line for line in metrics_path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
-        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+        if ddp.main:
+            atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
 
     bar = None
     if progress:
@@ -187,45 +214,65 @@ def train(
         bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True)
     run_state = {"snapshot_sha256": snapshot.sha256, "total_steps": total_steps}
     last: dict = {}
-    with metrics_path.open("a", encoding="utf-8") as metrics_file:
+    metrics_file = metrics_path.open("a", encoding="utf-8") if ddp.main else None
+    try:
         for step in range(start_step, total_steps):
             started = time.perf_counter()
             totals: dict[str, list[float]] = {}
             tokens = 0
+            rows: list[str] = []
             for micro in range(cfg.grad_accum):
-                batch = collate(micro_batches(train_ex, cfg, step * cfg.grad_accum + micro), tokenizer.pad_token_id).to(device)
+                # each rank takes its own slice of the global batch
+                examples_now = micro_batches(train_ex, cfg, (step * cfg.grad_accum + micro) * ddp.world + ddp.rank)
+                batch = collate(examples_now, tokenizer.pad_token_id).to(device)
                 parts = batch_loss(model, batch, cfg)
                 (parts.loss / cfg.grad_accum).backward()
                 tokens += batch.n_tokens
+                rows += [ex.row_id for ex in examples_now]
                 for key, value in parts.as_dict().items():
                     totals.setdefault(key, []).append(float(value))
+            ddp.average_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - started
-            last = {"step": step + 1, **{k: _nanmean(v) for k, v in totals.items()}, "grad_norm": grad_norm,
-                    "lr": lr, "tokens": tokens, "tokens_per_s": tokens / seconds, "seconds": seconds,
-                    "peak_memory_mb": peak_memory_mb(device), "total_steps": total_steps}
-            metrics_file.write(json.dumps(_json_safe(last)) + "\n")
-            metrics_file.flush()
+            mine = {k: _nanmean(v) for k, v in totals.items()}
+            everyone = ddp.gather((mine, tokens, rows))
+            last = {"step": step + 1,
+                    **{k: _nanmean([parts_[k] for parts_, _, _ in everyone]) for k in mine},
+                    "grad_norm": grad_norm, "lr": lr, "tokens": sum(t for _, t, _ in everyone),
+                    "tokens_per_s": sum(t for _, t, _ in everyone) / seconds, "seconds": seconds,
+                    "peak_memory_mb": peak_memory_mb(device), "total_steps": total_steps,
+                    "rows": [r for _, _, r in everyone]}
+            if metrics_file is not None:
+                metrics_file.write(json.dumps(_json_safe(last)) + "\n")
+                metrics_file.flush()
             if bar is not None:
                 bar.set_postfix(loss=f"{last['loss']:.3f}", tok_s=f"{last['tokens_per_s']:.0f}")
                 bar.update(1)
-            stopping = should_stop is not None and should_stop(step + 1)
+            stopping = ddp.broadcast(should_stop is not None and should_stop(step + 1))
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total_steps or stopping:
-                save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, run_state)
+                if ddp.main:
+                    save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, run_state)
+                ddp.barrier()
             if stopping:
                 log(f"stopped after step {step + 1}; continue with --resume")
                 break
+    finally:
+        if metrics_file is not None:
+            metrics_file.close()
     if bar is not None:
         bar.close()
     adapter_dir = run_dir / "adapter"
     if last and last["step"] < total_steps:
         return TrainResult(run_dir, last["step"], last, adapter_dir, four_bit)
-    model.save_pretrained(adapter_dir)
-    atomic_write_text(run_dir / "DONE", json.dumps(_json_safe(last)) + "\n")
+    digests = ddp.gather(weights_digest(params))
+    if ddp.main:
+        model.save_pretrained(adapter_dir)
+        atomic_write_text(run_dir / "DONE", json.dumps(_json_safe({**last, "weights_sha256_by_rank": digests})) + "\n")
+    ddp.barrier()
     return TrainResult(run_dir, total_steps, last, adapter_dir, four_bit)
 
 
