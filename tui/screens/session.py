@@ -178,6 +178,8 @@ class SessionScreen(Screen):
         self.refresh_status()
 
     async def show_proposal(self, proposal: Proposal) -> None:
+        teacher = proposal.teacher
+        self.query_one(StatusBar).author = f"{teacher.get('name')} ({teacher.get('backend')})"
         await self.query_one(DiffPane).show(proposal.base_script, proposal.script)
         self.query_one(RunLog).show_text(proposal.run.log())
         self.query_one(TabbedContent).active = "tab-diff"

@@ -12,9 +12,12 @@ class StatusBar(Static):
     rows: reactive[int] = reactive(0)
     attempts: reactive[str] = reactive("")
     activity: reactive[str] = reactive("idle")
+    author: reactive[str] = reactive("")
 
     def render(self) -> Text:
         parts = [f"⚙ {self.activity}", f"teachers: {self.teachers or '…'}", f"dataset: {self.rows} rows"]
         if self.attempts:
             parts.append(self.attempts)
+        if self.author:
+            parts.append(f"proposal by {self.author}")
         return Text("  │  ".join(parts))  # plain text: names from config never become markup
