@@ -19,7 +19,7 @@ from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
-from engine.teachers.retry import Retryable, with_retries
+from engine.teachers.retry import Retryable, broken_stream, with_retries
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -130,20 +130,12 @@ class OllamaTeacher:
                     raise TeacherError(f"{where} reported an error mid-answer: {err.error}; "
                                        "the partial answer was discarded") from None
                 raise self._fail(err) from None
-            except httpx.ReadTimeout:
-                raise TeacherUnavailable(
-                    f"{where} sent nothing for {self.config.chunk_timeout_s:.0f} s after {len(parts)} pieces; "
-                    "the partial answer was discarded") from None
-            except (httpx.RemoteProtocolError, httpx.ReadError) as err:
-                raise TeacherUnavailable(
-                    f"{where}: the connection broke after {len(parts)} pieces ({type(err).__name__}); "
-                    "the partial answer was discarded") from None
+            except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as err:
+                raise broken_stream(where, len(parts), err, self.config.chunk_timeout_s) from None
             except Exception as err:
                 raise self._fail(err) from None
             if finish is None:  # the stream ended without its final `done` chunk
-                raise TeacherUnavailable(
-                    f"{where}: the connection broke after {len(parts)} pieces (the stream ended before the answer "
-                    "was complete); the partial answer was discarded")
+                raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
             return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)

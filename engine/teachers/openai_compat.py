@@ -23,7 +23,7 @@ from engine.errors import (
 )
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
-from engine.teachers.retry import Retryable, with_retries
+from engine.teachers.retry import Retryable, broken_stream, with_retries
 
 
 def token_bytes(entry: dict) -> bytes:
@@ -155,22 +155,14 @@ class OpenAICompatTeacher:
                             finish = choice["finish_reason"]
             except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                 raise Retryable(f"{where} is not reachable ({type(err).__name__}); is the server running?") from None
-            except httpx.ReadTimeout:
-                raise TeacherUnavailable(
-                    f"{where} sent nothing for {self.config.chunk_timeout_s:.0f} s after {len(parts)} pieces; "
-                    "the partial answer was discarded") from None
-            except (httpx.RemoteProtocolError, httpx.ReadError) as err:
-                raise TeacherUnavailable(
-                    f"{where}: the connection broke after {len(parts)} pieces ({type(err).__name__}); "
-                    "the partial answer was discarded") from None
+            except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as err:
+                raise broken_stream(where, len(parts), err, self.config.chunk_timeout_s) from None
             except httpx.HTTPError as err:
                 raise self._fail(err) from None
             except json.JSONDecodeError as err:
                 raise TeacherError(f"{where} sent a malformed stream chunk ({err}); the partial answer was discarded") from None
             if finish is None:  # no finish_reason and no [DONE]: the stream was cut
-                raise TeacherUnavailable(
-                    f"{where}: the connection broke after {len(parts)} pieces (the stream ended before the answer "
-                    "was complete); the partial answer was discarded")
+                raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
             return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)

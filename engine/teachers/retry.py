@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+import httpx
+
 from engine.errors import GenerationCancelled, TeacherUnavailable
 
 T = TypeVar("T")
@@ -47,3 +49,16 @@ def with_retries(attempt: Callable[[], T], retries: int, *, cancel: threading.Ev
             else:
                 sleep(delay)
     raise AssertionError("unreachable")
+
+
+def broken_stream(where: str, pieces: int, err: Exception | None, chunk_timeout_s: float) -> TeacherUnavailable:
+    """The one message for a stream that went silent, broke, or ended early: the partial answer is dropped."""
+    if err is None:
+        why = "the stream ended before the answer was complete"
+    elif isinstance(err, httpx.ReadTimeout):
+        return TeacherUnavailable(f"{where} sent nothing for {chunk_timeout_s:.0f} s after {pieces} pieces; "
+                                  "the partial answer was discarded")
+    else:
+        why = type(err).__name__
+    return TeacherUnavailable(f"{where}: the connection broke after {pieces} pieces ({why}); "
+                              "the partial answer was discarded")
