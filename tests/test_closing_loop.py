@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,30 @@ def test_ollama_export_writes_a_modelfile(dataset, tiny_student, tmp_path):
     assert "FROM ./merged" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
     assert (paths["merged"] / "config.json").exists()
     assert json.loads((paths["merged"] / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_gguf_export_runs_on_llama_cpp_with_the_same_numbers(tiny_student, tmp_path):
+    from engine.teachers.embedded import EmbeddedTeacher, default_gguf_path
+    from trainer.gguf_export import export_gguf
+
+    out = export_gguf(Path(tiny_student), tmp_path / "student.gguf", default_gguf_path())
+    as_gguf = EmbeddedTeacher(TeacherConfig(name="g", model=str(out), n_ctx=512))
+    as_hf = StudentTeacher(TeacherConfig(name="h", backend="student", model=tiny_student))
+    text = "print('hello world')\n"
+    a = as_gguf.score(MESSAGES, text, top_logprobs=3)
+    b = as_hf.score(MESSAGES, text, top_logprobs=3)
+    assert a.token_ids.tolist() == b.token_ids.tolist()
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
+
+
+def test_gguf_export_refuses_a_student_without_a_source_gguf(dataset, tiny_student, tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.errors import TrainError
+    from trainer.export import export_student
+    from trainer.recipe import train
+
+    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
+                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
+    with pytest.raises(TrainError, match="convert_hf_to_gguf"):
+        export_student(run.run_dir, tmp_path / "out", gguf=True)
+    assert not (tmp_path / "out").exists()  # refused before writing anything

@@ -28,6 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run name or directory")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--ollama", action="store_true", help="also write a Modelfile that `ollama create` accepts")
+    p.add_argument("--gguf", action="store_true", help="also write student.gguf (F32, Llama architecture) for llama.cpp")
     p.set_defaults(func=cmd_student_export)
 
 
@@ -60,7 +61,8 @@ def cmd_student_export(args: argparse.Namespace) -> int:
     from trainer.evaluate import resolve_run
     from trainer.export import export_student
 
-    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama)
+    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
+                           gguf=args.gguf)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
