@@ -186,3 +186,24 @@ async def settle(pilot, app, mode):
 def test_snapshot(snap_compare, shake_env, fixed_ids, theme, mode):
     app = snapshot_app(shake_env, theme)
     assert snap_compare(app, terminal_size=(120, 36), run_before=lambda pilot: settle(pilot, app, mode))
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeypatch):
+    # A relative script keeps the file tree's root label the same on every machine.
+    monkeypatch.chdir(shake_env)
+    (shake_env / "hello.py").write_text(ORIGINAL)
+    config = load_config()
+    app = ShakeApp(Path("hello.py"), "", config=config, pool=TeacherPool(config, extra={"a": ScriptedTeacher("a")}),
+                   check_ollama=False)
+    app.ui_state.set("theme", theme)
+
+    async def opened(pilot):
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "NewSessionScreen")
+        await pilot.pause(0.3)
+        for widget in app.screen.query("Input, TextArea"):
+            widget.cursor_blink = False
+        app.clear_notifications()
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=opened)
