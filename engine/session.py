@@ -33,6 +33,7 @@ import numpy as np
 
 from engine.agents import analyzer, judge, lead, planner, worker
 from engine.agents.analyzer import Classification
+from engine.agents.parsing import parse_label
 from engine.agents.call import sampling_for
 from engine.config import Config
 from engine.errors import (
@@ -119,6 +120,7 @@ class Session:
         self.pool = pool
         self.config = config
         self.state = state
+        self._agent_rows: list[dict[str, Any]] = []  # side-chain rows waiting for the next commit
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -167,8 +169,15 @@ class Session:
     def step_text(self) -> str:
         return self.steps[self.state["step_index"]]["text"]
 
-    def _save(self, **kwargs: Any) -> list[str]:
-        return self.store.commit(self.id, state=self.state, **kwargs)
+    def _save(self, *, new_rows: list[dict[str, Any]] = (), **kwargs: Any) -> list[str]:
+        ids = self.store.commit(self.id, state=self.state, new_rows=list(new_rows) + self._agent_rows, **kwargs)
+        self._agent_rows = []
+        return ids
+
+    def _reload(self) -> None:
+        """Back to the last saved state; unsaved side-chain rows go with the cycle that made them."""
+        self.state = self.store.load_state(self.id)
+        self._agent_rows = []
 
     # -- agents -------------------------------------------------------------------------------
     def _ask(
@@ -180,8 +189,10 @@ class Session:
         on_token: TokenCallback | None = None,
         cancel: threading.Event | None = None,
         emit: EventSink | None = None,
+        side_chain: bool = False,
     ) -> Generation:
-        """Call the agent's teachers in order; an unreachable one hands over to the next."""
+        """Call the agent's teachers in order; an unreachable one hands over to the next. With
+        `side_chain`, the same messages also go to a student (see `_side_chain_agent`)."""
         teachers = teachers if teachers is not None else self.pool.for_agent(agent)
         sampling_cfg = self.config.sampling[agent]
         last: TeacherError | None = None
@@ -193,13 +204,64 @@ class Session:
                 top_logprobs=tcfg.top_logprobs if tcfg else 20,
             )
             try:
-                return teacher.generate(messages, sampling, on_token=on_token, cancel=cancel)
+                gen = teacher.generate(messages, sampling, on_token=on_token, cancel=cancel)
             except TeacherUnavailable as err:
                 last = err
                 if emit:
                     emit(SessionEvent("note", f"{agent}: {err}; trying the next teacher"))
+                continue
+            if side_chain and self.config.student.mode == "side-chain":
+                self._agent_rows += self._side_chain_agent(agent, messages, gen, teacher, emit, cancel)
+            return gen
         assert last is not None
         raise last
+
+    def _side_chain_agent(self, agent: str, messages, gen: Generation, teacher: Teacher, emit, cancel) -> list[dict]:
+        """The planner's, lead's or analyzer's prompt also goes to a student. The teacher's answer is the
+        one the engine uses, so it is this row's chosen (with its generation log-probabilities); the
+        student's answer is its rejected when it is worse: another label for the analyzer, the
+        teacher's verdict for the others (undecided: nothing stored)."""
+        emit = emit or (lambda event: None)
+        cycle = self.state["step"]["cycle"]
+        name = self._pick_student(cycle)
+        student = self.pool.get(name)
+        tcfg = self.config.teachers.get(name)
+        s_gen = student.generate(messages, sampling_for(self.config.sampling[agent], seed=(tcfg.seed if tcfg else 0) + cycle,
+                                                        top_logprobs=0), cancel=cancel)
+        reason = None
+        if agent == "analyzer":
+            theirs, mine = parse_label(gen.text), parse_label(s_gen.text)
+            if mine != theirs:
+                reason = f"label {mine} where the teacher said {theirs}"
+        elif not s_gen.text.strip():
+            reason = "empty answer"
+        elif self.config.student.judge:
+            request = messages[-1]["content"]
+            verdict = judge.parse_verdict(self._ask("worker", judge.judge_text_messages(request, gen.text, s_gen.text),
+                                                    teachers=[teacher], cancel=cancel, emit=emit))
+            if verdict == "A":
+                reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
+        if reason is None:
+            return []
+        blob = self.store.put_logprobs(gen.logprobs()) if gen.has_logprobs else None
+        lp = self.store.get_logprobs(blob) if blob else None
+        identity = (gen.identity or teacher.identity).as_dict()
+        s_identity = (s_gen.identity or student.identity).as_dict()
+        steps = self.steps
+        index = self.state["step_index"] if steps and self.state["step_index"] < len(steps) else -1
+        emit(SessionEvent("note", f"side-chain: the {agent}'s student '{name}' stored as a negative ({reason[:60]})"))
+        return [{
+            "agent": agent, "step_index": index, "step": steps[index]["text"] if index >= 0 else "planning",
+            "cycle": cycle, "prompt": {"messages": messages, "instruction": "", "script": ""},
+            "chosen": {"text": gen.text, "reasoning": "", "script": "", "teacher": identity, "agent": agent,
+                       "sampling": gen.sampling.as_dict() if gen.sampling else {}, "cycle": cycle, "created_at": now_iso(),
+                       "logprobs": {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids,
+                                    "source": "generation", "teacher": identity} if lp else None},
+            "rejected": {"text": s_gen.text, "reasoning": "", "script": "", "kind": "student", "teacher": s_identity,
+                         "student_version": s_identity["model"], "agent": agent, "cycle": cycle,
+                         "sampling": s_gen.sampling.as_dict() if s_gen.sampling else {}, "created_at": now_iso(),
+                         "error": reason, "feedback": None},
+        }]
 
     # -- planning -----------------------------------------------------------------------------
     def plan(self, *, emit: EventSink | None = None, max_steps: int | None = None, cancel=None) -> list[str]:
@@ -207,7 +269,8 @@ class Session:
             return [s["text"] for s in self.steps]
         limit = min(max_steps or self.config.session.max_steps, self.config.session.max_steps)
         gen = self._ask(
-            "planner", planner.plan_messages(self.state["request"], self.current_script, limit), cancel=cancel, emit=emit
+            "planner", planner.plan_messages(self.state["request"], self.current_script, limit), cancel=cancel, emit=emit,
+            side_chain=True,
         )
         plan = planner.parse_plan(gen, self.state["request"], limit)
         if plan.used_fallback and emit:
@@ -305,7 +368,7 @@ class Session:
         try:
             return self._propose(emit=emit, on_token=on_token, cancel=cancel)
         except BaseException:
-            self.state = self.store.load_state(self.id)
+            self._reload()
             raise
 
     def _propose(self, *, emit, on_token, cancel) -> Proposal:
@@ -347,6 +410,7 @@ class Session:
                 on_token=(lambda t: on_token("lead", t)) if on_token else None,
                 cancel=cancel,
                 emit=emit,
+                side_chain=True,
             )
             instruction, fallback = lead.parse_instruction(lead_gen, self.step_text)
             if fallback:
@@ -457,7 +521,8 @@ class Session:
         explicit = analyzer.explicit_label(text)
         if explicit is not None:
             return explicit
-        gen = self._ask("analyzer", analyzer.analyzer_messages(text, self.step_text if self.steps else ""), cancel=cancel)
+        gen = self._ask("analyzer", analyzer.analyzer_messages(text, self.step_text if self.steps else ""), cancel=cancel,
+                        side_chain=True)
         return analyzer.parse_classification(gen, text)
 
     def apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
@@ -466,7 +531,7 @@ class Session:
         try:
             self._apply_feedback(classification, emit=emit)
         except BaseException:
-            self.state = self.store.load_state(self.id)
+            self._reload()
             raise
 
     def _apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
@@ -495,8 +560,8 @@ class Session:
         if label != "accepted":
             raise SessionError(f"unknown feedback label {label!r}")
         chosen = {**record, "feedback": classification.feedback, "logprobs": self._chosen_logprobs(proposal, emit)}
-        has_rows = any(r["step_index"] == index for r in self.store.rows(self.id))
-        new_rows = [] if has_rows else [self._row(None, proposal["cycle"])]
+        has_rows = any(r["step_index"] == index and r.get("agent", "worker") == "worker" for r in self.store.rows(self.id))
+        new_rows = ([] if has_rows else [self._row(None, proposal["cycle"])]) + self._agent_rows
         self.state["current_script"] = proposal["script"]
         self.steps[index]["status"] = "accepted"
         self.state["step_index"] = index + 1
@@ -504,6 +569,7 @@ class Session:
         done = self.state["step_index"] >= len(self.steps)
         self.state["status"] = "done" if done else "working"
         self.store.commit(self.id, state=self.state, new_rows=new_rows, chosen_for_step=(index, chosen))
+        self._agent_rows = []
         emit(SessionEvent("accepted", f"step {index + 1} accepted", {"step_index": index}))
         if done:
             emit(SessionEvent("done", "every step is accepted", {"script": self.current_script}))

@@ -15,6 +15,7 @@ AGENT_BY_SYSTEM = {
     worker.SYSTEM: "worker",
     analyzer.SYSTEM: "analyzer",
     judge.SYSTEM: "judge",
+    judge.TEXT_SYSTEM: "judge",
 }
 
 

@@ -64,7 +64,8 @@ def session_with(shake_env, script_file, extra, teachers):
 
 
 def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_file):
-    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 3, "judge": ["A", "B"]})
+    # judge calls in order: planner, lead 1, lead 2, worker 2, lead 3, worker 3 (cycle 1's student is malformed)
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 3, "judge": ["B", "B", "B", "A", "B", "B"]})
     s1 = ScriptedTeacher("s1", {"worker": ["no code at all", worker_answer(STUDENT_OK), worker_answer(STUDENT_OK)]},
                          backend="student")
     session, store = session_with(shake_env, script_file,
@@ -77,6 +78,7 @@ def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_
         session.propose()  # cycle 3: both run, the judge says B -> nothing stored
         session.apply_feedback(Classification("accepted", "user", ""))
         rows = list(store.rows())
+    assert not any(r.get("agent") for r in rows)  # the judge preferred the student's plans and instructions
     kinds = [r["rejected"]["kind"] for r in rows]
     assert kinds.count("student") == 2 and kinds.count("further_edit") == 1 and kinds.count("redo") == 1
     students = [r for r in rows if r["rejected"]["kind"] == "student"]
@@ -219,3 +221,26 @@ def test_gguf_export_refuses_a_student_without_a_source_gguf(dataset, tiny_stude
     with pytest.raises(TrainError, match="convert_hf_to_gguf"):
         export_student(run.run_dir, tmp_path / "out", gguf=True)
     assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_side_chain_covers_the_planner_lead_and_analyzer(shake_env, script_file):
+    a = ScriptedTeacher("a", {"planner": ["1. Say bye"], "lead": ["Add a print of bye."], "analyzer": ["ACCEPTED"],
+                              "worker": [worker_answer(GOOD)], "judge": ["A", "A", "B"]})
+    s1 = ScriptedTeacher("s1", {"planner": ["bye"], "lead": ["do it"], "analyzer": ["REDO"],
+                                "worker": [worker_answer(STUDENT_OK)]}, backend="student")
+    session, store = session_with(shake_env, script_file, '[student]\nmode = "side-chain"\nteachers = ["s1"]\n',
+                                  {"a": a, "s1": s1})
+    with store:
+        session.propose()
+        label = session.classify("looks right")
+        session.apply_feedback(label)
+        rows = list(store.rows())
+    by_agent = {r.get("agent", "worker"): r for r in rows}
+    assert set(by_agent) == {"planner", "lead", "analyzer", "worker"}
+    for agent, teacher_text, student_text in (("planner", "1. Say bye", "bye"), ("lead", "Add a print of bye.", "do it"),
+                                              ("analyzer", "ACCEPTED", "REDO")):
+        row = by_agent[agent]
+        assert row["chosen"]["text"] == teacher_text and row["rejected"]["text"] == student_text
+        assert row["rejected"]["kind"] == "student" and row["chosen"]["logprobs"]["n_tokens"] > 0
+        assert row["prompt"]["messages"][0]["role"] == "system"
+    assert by_agent["worker"]["chosen"]["script"] == GOOD and by_agent["worker"]["rejected"] is None

@@ -18,6 +18,8 @@ A row (JSON)::
                       teacher: {...identity}, sampling: {...}, cycle, created_at}
     chosen:   null | {text, reasoning, script, teacher, sampling, cycle, created_at,
                       logprobs: null | {blob, n_tokens, k, has_ids, source}}
+    agent:    absent for the worker's rows; "planner" | "lead" | "analyzer" for side-chain rows, whose
+              prompt is that agent's messages and whose chosen is the teacher's answer the engine used
 """
 
 from __future__ import annotations
@@ -263,7 +265,8 @@ class DatasetStore:
             if chosen_for_step is not None:
                 step_index, chosen = chosen_for_step
                 for row in rows.values():
-                    if row["step_index"] == step_index:
+                    # side-chain rows of the planner, lead and analyzer carry their own chosen
+                    if row["step_index"] == step_index and row.get("agent", "worker") == "worker":
                         row["chosen"] = chosen
                         row["updated_at"] = stamp
             if state is not None:
