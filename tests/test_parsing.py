@@ -72,3 +72,13 @@ def test_worker_parser_never_crashes_and_never_yields_half_a_script(text):
 def test_step_and_label_parsers_never_crash(text):
     assert len(parse_steps(text, 8)) <= 8
     assert parse_label(text) in (None, "redo", "further_edit", "accepted")
+
+
+def test_lead_instruction_drops_repeated_paragraphs():
+    from engine.agents.lead import parse_instruction
+    from engine.teachers.base import Generation
+
+    looping = "Make it upper case.\n\nThe user wants upper case.\n\nThe user wants upper case.\n\n  The user  wants upper case."
+    text, fallback = parse_instruction(Generation(looping), "step")
+    assert text == "Make it upper case.\n\nThe user wants upper case." and not fallback
+    assert parse_instruction(Generation("  \n"), "the step") == ("the step", True)

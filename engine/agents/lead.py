@@ -42,8 +42,18 @@ def instruction_messages(
 
 
 def parse_instruction(generation: Generation, step: str) -> tuple[str, bool]:
-    """The instruction text; falls back to the step itself when the lead said nothing usable."""
-    text = generation.text.strip()
+    """The instruction text; falls back to the step itself when the lead said nothing usable.
+
+    Small models loop: a paragraph said again is dropped, so the worker gets each point once.
+    """
+    seen: set[str] = set()
+    paragraphs = []
+    for paragraph in generation.text.replace("\r\n", "\n").split("\n\n"):
+        key = " ".join(paragraph.split())
+        if key and key not in seen:
+            seen.add(key)
+            paragraphs.append(paragraph.strip("\n"))
+    text = "\n\n".join(paragraphs).strip()
     if not text:
         return step, True
     return text[:MAX_INSTRUCTION_CHARS], False

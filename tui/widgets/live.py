@@ -8,7 +8,7 @@ streaming worker never makes the keyboard wait.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Log, Static
 
 FLUSH_INTERVAL_S = 0.05
@@ -17,7 +17,8 @@ MAX_LINES = 4000
 
 class LivePane(Vertical):
     def compose(self):
-        yield Static("", id="live-instruction", classes="section")
+        with VerticalScroll(id="live-instruction-box"):
+            yield Static("", id="live-instruction", classes="section")
         yield Log(max_lines=MAX_LINES, highlight=False, auto_scroll=True, id="live-stream")
 
     def on_mount(self) -> None:
