@@ -86,9 +86,10 @@ def bwrap_args(workdir: Path, launcher: Path, env: dict[str, str]) -> list[str]:
     args = [bwrap, *ns, "--die-with-parent", "--new-session", "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    args += _system_binds() + _python_binds()
+    # Order matters: bwrap mounts in sequence, so the fresh /tmp comes before the Python binds (a
+    # virtual environment under /tmp, as in a fresh clone there, would otherwise be hidden by it).
+    args += _system_binds() + ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"] + _python_binds()
     args += [
-        "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
         "--bind", str(workdir), RUN_DIR,
         "--ro-bind", str(launcher), LAUNCHER_IN,
         "--chdir", RUN_DIR,

@@ -207,3 +207,15 @@ def test_missing_bubblewrap_refuses_with_the_fix_and_the_opt_in(monkeypatch):
         assert run_script("print(1)\n", cfg(sandbox="none")).ok  # the explicit, documented opt-in
     finally:
         sandbox.probe.cache_clear()
+
+
+def test_fresh_tmp_is_mounted_before_the_python_binds(tmp_path):
+    """A virtual environment under /tmp (a fresh clone there) must not be hidden by the sandbox's /tmp."""
+    import sys
+
+    from engine.runner import LAUNCHER
+
+    args = sandbox.bwrap_args(tmp_path, LAUNCHER, {})
+    tmpfs = args.index("--tmpfs")
+    python_binds = [i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] in (sys.prefix, sys.base_prefix)]
+    assert python_binds and all(i > tmpfs for i in python_binds)
