@@ -46,7 +46,7 @@ def write_config(home: Path, student_run: Path | None) -> None:
     ]
     if student_run is not None:
         lines += ["[teachers.student]", 'backend = "student"', f'model = "{student_run}"',
-                  "[student]", 'mode = "side-chain"', 'teachers = ["student"]', "judge = false",
+                  "[student]", 'mode = "side-chain"', 'teachers = ["student"]', "judge = true",
                   'kd_teacher = "smollm2"']
     (home / "config.toml").write_text("\n".join(lines) + "\n")
 

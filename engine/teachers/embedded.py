@@ -14,7 +14,6 @@ the response positions only, and row i-1 gives token i.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.util
 import os
