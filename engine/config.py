@@ -173,9 +173,6 @@ class Config:
     config_path: Path
     student: StudentConfig = field(default_factory=StudentConfig)
 
-    def teachers_for(self, agent: str) -> list[TeacherConfig]:
-        return [self.teachers[name] for name in self.agents[agent]]
-
 
 def config_path() -> Path:
     if env := os.environ.get("SHAKE_CONFIG"):

@@ -9,9 +9,7 @@ the store rewrites on every insert.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,14 +139,6 @@ class TokenLogprobs:
                 top_logprobs=z["top_logprobs"],
                 top_bytes=top_bytes,
             )
-
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for arr in (self.token_ids, self.logprobs, self.top_ids, self.top_logprobs):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(json.dumps([b.hex() for b in self.token_bytes]).encode())
-        h.update(json.dumps([[b.hex() for b in row] for row in self.top_bytes]).encode())
-        return h.hexdigest()
 
     def to_json(self) -> dict:
         """JSON-safe form for exports: -inf padding becomes null, bytes become hex."""

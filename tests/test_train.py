@@ -124,7 +124,7 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
 
     result = train(cfg(tiny_student, max_steps=2, eval_fraction=0.5, run_dir=str(tmp_path / "r")), dataset,
                    progress=False, log=lambda m: None)
-    report = evaluate(result.run_dir, generate=True, max_new_tokens=8, log=lambda m: None)
+    report = evaluate(result.run_dir, generate=True, max_new_tokens=8)
     assert report["held_out_rows"] >= 1 and math.isfinite(report["loss"]) and 0.0 <= report["pass_rate"] <= 1.0
     assert json.loads((result.run_dir / "eval.json").read_text())["held_out_rows"] == report["held_out_rows"]
     paths = export_student(result.run_dir, tmp_path / "export")

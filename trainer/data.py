@@ -29,10 +29,6 @@ class Example:
     rejected_ids: list[int] | None
     kd: AlignedKD | None  # one entry per chosen token except the final EOS
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.prompt_ids) * (2 if self.rejected_ids else 1) + len(self.chosen_ids) + len(self.rejected_ids or [])
-
 
 @dataclass
 class DataReport:

@@ -62,7 +62,7 @@ def load_trained(run_dir: Path, *, device: torch.device | None = None):
 
 @torch.no_grad()
 def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512, batch_size: int = 2,
-             runner: RunnerConfig | None = None, log=print) -> dict:
+             runner: RunnerConfig | None = None) -> dict:
     model, tokenizer, cfg, device = load_trained(run_dir)
     snapshot = Snapshot(run_dir / "snapshot")
     examples, _ = build_examples(snapshot, tokenizer, cfg)
