@@ -45,6 +45,7 @@ from engine.errors import (
     TeacherError,
     TeacherUnavailable,
 )
+from engine.logprobs import TokenLogprobs
 from engine.runner import RunResult, run_script
 from engine.store.store import DatasetStore, now_iso
 from engine.teachers.base import Generation, Message, Teacher, TokenCallback
@@ -216,6 +217,27 @@ class Session:
         assert last is not None
         raise last
 
+    def _student_answer(self, agent: str, messages, cycle: int, cancel) -> tuple[str, Teacher, Generation]:
+        """The side-chain student (mixed policy) answers the agent's messages; no logprobs needed."""
+        name = self._pick_student(cycle)
+        student = self.pool.get(name)
+        tcfg = self.config.teachers.get(name)
+        sampling = sampling_for(self.config.sampling[agent], seed=(tcfg.seed if tcfg else 0) + cycle, top_logprobs=0)
+        return name, student, student.generate(messages, sampling, cancel=cancel)
+
+    @staticmethod
+    def _student_rejected(gen: Generation, student: Teacher, agent: str, cycle: int, reason: str, *,
+                          reasoning: str = "", script: str = "") -> dict[str, Any]:
+        identity = (gen.identity or student.identity).as_dict()
+        return {"text": gen.text, "reasoning": reasoning, "script": script, "kind": "student", "teacher": identity,
+                "student_version": identity["model"], "agent": agent, "cycle": cycle,
+                "sampling": gen.sampling.as_dict() if gen.sampling else {}, "created_at": now_iso(),
+                "error": reason, "feedback": None}
+
+    @staticmethod
+    def _logprobs_record(blob: str, lp: TokenLogprobs, source: str, teacher: dict[str, str]) -> dict[str, Any]:
+        return {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids, "source": source, "teacher": teacher}
+
     def _side_chain_agent(self, agent: str, messages, gen: Generation, teacher: Teacher, emit, cancel) -> list[dict]:
         """The planner's, lead's or analyzer's prompt also goes to a student. The teacher's answer is the
         one the engine uses, so it is this row's chosen (with its generation log-probabilities); the
@@ -223,11 +245,7 @@ class Session:
         teacher's verdict for the others (undecided: nothing stored)."""
         emit = emit or (lambda event: None)
         cycle = self.state["step"]["cycle"]
-        name = self._pick_student(cycle)
-        student = self.pool.get(name)
-        tcfg = self.config.teachers.get(name)
-        s_gen = student.generate(messages, sampling_for(self.config.sampling[agent], seed=(tcfg.seed if tcfg else 0) + cycle,
-                                                        top_logprobs=0), cancel=cancel)
+        name, student, s_gen = self._student_answer(agent, messages, cycle, cancel)
         reason = None
         if agent == "analyzer":
             theirs, mine = parse_label(gen.text), parse_label(s_gen.text)
@@ -243,10 +261,8 @@ class Session:
                 reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
         if reason is None:
             return []
-        blob = self.store.put_logprobs(gen.logprobs()) if gen.has_logprobs else None
-        lp = self.store.get_logprobs(blob) if blob else None
+        lp = gen.logprobs()
         identity = (gen.identity or teacher.identity).as_dict()
-        s_identity = (s_gen.identity or student.identity).as_dict()
         steps = self.steps
         index = self.state["step_index"] if steps and self.state["step_index"] < len(steps) else -1
         emit(SessionEvent("note", f"side-chain: the {agent}'s student '{name}' stored as a negative ({reason[:60]})"))
@@ -255,12 +271,9 @@ class Session:
             "cycle": cycle, "prompt": {"messages": messages, "instruction": "", "script": ""},
             "chosen": {"text": gen.text, "reasoning": "", "script": "", "teacher": identity, "agent": agent,
                        "sampling": gen.sampling.as_dict() if gen.sampling else {}, "cycle": cycle, "created_at": now_iso(),
-                       "logprobs": {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids,
-                                    "source": "generation", "teacher": identity} if lp else None},
-            "rejected": {"text": s_gen.text, "reasoning": "", "script": "", "kind": "student", "teacher": s_identity,
-                         "student_version": s_identity["model"], "agent": agent, "cycle": cycle,
-                         "sampling": s_gen.sampling.as_dict() if s_gen.sampling else {}, "created_at": now_iso(),
-                         "error": reason, "feedback": None},
+                       "logprobs": self._logprobs_record(self.store.put_logprobs(lp), lp, "generation", identity)
+                       if lp else None},
+            "rejected": self._student_rejected(s_gen, student, agent, cycle, reason),
         }]
 
     # -- planning -----------------------------------------------------------------------------
@@ -311,12 +324,7 @@ class Session:
         """
         if self.config.student.mode != "side-chain":
             return []
-        name = self._pick_student(cycle)
-        student = self.pool.get(name)
-        tcfg = self.config.teachers.get(name)
-        sampling = sampling_for(self.config.sampling["worker"], seed=(tcfg.seed if tcfg else 0) + cycle,
-                                top_logprobs=0)
-        gen = student.generate(messages, sampling, cancel=cancel)
+        name, student, gen = self._student_answer("worker", messages, cycle, cancel)
         reasoning, script, reason = "", "", None
         try:
             answer = worker.parse_answer(gen)
@@ -338,12 +346,7 @@ class Session:
         if reason is None:
             emit(SessionEvent("note", f"side-chain: student '{name}' was not worse; nothing stored"))
             return []
-        rejected = {
-            "text": gen.text, "reasoning": reasoning, "script": script, "kind": "student",
-            "teacher": (gen.identity or student.identity).as_dict(), "student_version": (gen.identity or student.identity).model,
-            "sampling": gen.sampling.as_dict() if gen.sampling else {}, "agent": "worker", "cycle": cycle,
-            "created_at": now_iso(), "error": reason, "feedback": None,
-        }
+        rejected = self._student_rejected(gen, student, "worker", cycle, reason, reasoning=reasoning, script=script)
         emit(SessionEvent("note", f"side-chain: student '{name}' stored as a negative ({reason[:80]})"))
         return [self._row(rejected, cycle)]
 
@@ -586,6 +589,7 @@ class Session:
         """
         prompt_messages = self.state["step"]["prompt"]["messages"]
         blob = proposal.get("logprobs_blob")
+        scored = None
         source, scorer_identity = "generation", proposal["teacher"]
         kd_name = self.config.student.kd_teacher
         generator = proposal["teacher"]["name"]
@@ -613,6 +617,5 @@ class Session:
             blob = None
         if not blob:
             return None
-        lp = self.store.get_logprobs(blob)
-        return {"blob": blob, "n_tokens": len(lp), "k": lp.k, "has_ids": lp.has_ids, "source": source,
-                "teacher": scorer_identity}
+        lp = scored if scored is not None else self.store.get_logprobs(blob)
+        return self._logprobs_record(blob, lp, source, scorer_identity)
