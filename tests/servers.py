@@ -30,7 +30,39 @@ def _entry(token: str, logprob: float) -> dict:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
 
 
-class FakeOllama:
+class _JsonHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _json(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _LoopbackServer:
+    """Serves a handler class on 127.0.0.1 in a thread, for the length of a `with` block."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], port: int) -> None:
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeOllama(_LoopbackServer):
     def __init__(self, model: str = "qwen2.5-coder:7b", reply: list[str] | None = None, port: int = 0) -> None:
         self.model = model
         self.reply = reply or ["Hel", "lo", " world"]
@@ -39,18 +71,7 @@ class FakeOllama:
         self.fail_first = 0  # answer 503 (loading) to this many chat requests first
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _json(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(_JsonHandler):
             def _known(self, name):
                 return name in (outer.model, outer.model + ":latest")
 
@@ -104,22 +125,10 @@ class FakeOllama:
                         "eval_count": len(outer.reply)}
                 self.wfile.write(json.dumps(done).encode() + b"\n")
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeOllama:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, port)
 
 
-class FakeOpenAI:
+class FakeOpenAI(_LoopbackServer):
     """An OpenAI-compatible chat server (llama.cpp's shape, with ids) with the same failure modes."""
 
     def __init__(self, model: str = "m", reply: list[str] | None = None, port: int = 0) -> None:
@@ -130,19 +139,8 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_JsonHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def do_GET(self):
                 if self.path == "/v1/models":
@@ -183,19 +181,7 @@ class FakeOpenAI:
                 self.wfile.flush()
                 self.close_connection = True
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeOpenAI:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler, port)
 
 
 @contextmanager
