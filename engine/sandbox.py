@@ -114,7 +114,7 @@ def probe() -> str | None:
     ns = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"] if privileged() else ["--unshare-all"])
     try:
         result = subprocess.run(
-            ["bwrap", *ns, "--die-with-parent", "--ro-bind", "/usr", "/usr", *_system_binds()[3:],
+            ["bwrap", *ns, "--die-with-parent", *_system_binds(),
              "--proc", "/proc", "--dev", "/dev", "true"],
             capture_output=True, text=True, timeout=20,
         )
