@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from trainer.loss import KDOptions, dorpo_loss, log1mexp, odds_ratio, response_token_terms, token_kd
 
@@ -41,11 +43,17 @@ def test_odds_ratio_equals_trl_orpo():
 
 
 def kd_by_hand(logits, ids, t_logps, T=1.0):
-    q = torch.softmax(torch.tensor(logits, dtype=torch.float64) / T, -1).tolist()
+    """Forward KL over top-k + tail buckets, both sides' buckets tempered alike, times T²."""
+    q = torch.softmax(torch.tensor(logits, dtype=torch.float64), -1).tolist()
     p = [math.exp(v) for v in t_logps]
-    p_buckets = p + [1 - sum(p)]
-    q_buckets = [q[i] for i in ids] + [1 - sum(q[i] for i in ids)]
-    return sum(pb * (math.log(pb) - math.log(qb)) for pb, qb in zip(p_buckets, q_buckets) if pb > 0)
+
+    def temper(buckets):
+        powered = [b ** (1 / T) for b in buckets]
+        return [b / sum(powered) for b in powered]
+
+    p_buckets = temper(p + [1 - sum(p)])
+    q_buckets = temper([q[i] for i in ids] + [1 - sum(q[i] for i in ids)])
+    return T**2 * sum(pb * (math.log(pb) - math.log(qb)) for pb, qb in zip(p_buckets, q_buckets) if pb > 0)
 
 
 def test_forward_kl_with_tail_bucket_by_hand():
@@ -53,6 +61,64 @@ def test_forward_kl_with_tail_bucket_by_hand():
     ids, t = [0, 2], [math.log(0.6), math.log(0.3)]
     kd = token_kd(torch.tensor([logits]), torch.tensor([ids]), torch.tensor([t]))
     assert kd.item() == pytest.approx(kd_by_hand(logits, ids, t), rel=1e-5)
+    for T in (0.5, 2.0, 4.0):
+        kd = token_kd(torch.tensor([logits]), torch.tensor([ids]), torch.tensor([t]), temperature=T)
+        assert kd.item() == pytest.approx(kd_by_hand(logits, ids, t, T), rel=1e-5), T
+
+
+def _teacher_world(seed: int, vocab: int = 50, k: int = 5, dtype=torch.float64):
+    """A full next-token distribution over `vocab` ids and its top-k as a teacher would report it."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(1, vocab, generator=gen) * 2).to(dtype)
+    top = torch.log_softmax(logits, -1).topk(k, -1)
+    return logits, top.indices, top.values
+
+
+# float32 log-softmax rounds at ~1e-7 relative; T² = 16 at T=4 scales that up
+KD_AT_TEACHER_TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("renormalize", [False, True])
+@pytest.mark.parametrize("divergence", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("T", [0.5, 1.0, 2.0, 4.0])
+def test_student_equal_to_teacher_has_zero_kd_at_every_temperature(T, divergence, renormalize, dtype):
+    # issue #10 item 5: the student's tail used to be tempered over the vocabulary and the teacher's as
+    # one bucket, so a student equal to the teacher scored 1.1 at T=2 and 11.7 at T=4 here
+    logits, ids, t = _teacher_world(0, dtype=dtype)
+    kd = token_kd(logits, ids, t, divergence=divergence, temperature=T, renormalize=renormalize)
+    assert abs(kd.item()) <= KD_AT_TEACHER_TOL[dtype], kd.item()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    top=st.lists(st.floats(0.02, 1.0), min_size=1, max_size=6),
+    tail=st.floats(1e-3, 1.0),
+    tail_split=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8),
+    extra_pad=st.integers(0, 2),
+    shift=st.floats(-5.0, 5.0),
+    bump=st.sampled_from([-2.0, -0.5, 0.5, 2.0]),
+    which=st.integers(0, 5),
+    T=st.sampled_from([0.5, 1.0, 2.0, 4.0]),
+    divergence=st.sampled_from(["forward", "reverse", "jsd"]),
+    renormalize=st.booleans(),
+)
+def test_kd_is_zero_at_the_teacher_and_positive_elsewhere(top, tail, tail_split, extra_pad, shift, bump, which, T,
+                                                           divergence, renormalize):
+    """Any teacher top-k + tail: the student that spreads the tail anyhow over the other ids scores 0;
+    moving one top-k id's logit moves its bucket mass and scores > 0."""
+    assume(not renormalize or len(top) >= 2)  # one renormalized bucket is always 1: nothing to compare
+    total = sum(top) + tail
+    k = len(top)
+    probs = [w / total for w in top] + [tail / total * s / sum(tail_split) for s in tail_split]
+    logits = torch.tensor([probs], dtype=torch.float64).log() + shift
+    ids = torch.tensor([list(range(k)) + [-1] * extra_pad])
+    t = torch.tensor([[math.log(w / total) for w in top] + [float("-inf")] * extra_pad], dtype=torch.float64)
+    options = dict(divergence=divergence, temperature=T, renormalize=renormalize)
+    assert abs(token_kd(logits, ids, t, **options).item()) <= KD_AT_TEACHER_TOL[torch.float64]
+    moved = logits.clone()
+    moved[0, which % k] += bump
+    assert token_kd(moved, ids, t, **options).item() > 1e-10
 
 
 def test_renormalized_reverse_jsd_and_temperature():

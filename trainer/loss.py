@@ -16,10 +16,20 @@ bucket holding the mass outside them,
 
     log p_tail = log(1 − Σ_k exp(log p_k)) = log1mexp(logsumexp_k log p_k)
 
-and the same buckets for the student, log q_k = log_softmax(z / T)[id_k] and
-log q_tail = log1mexp(logsumexp_k log q_k). With a temperature T ≠ 1 the teacher's bucket
-log-masses are divided by T and renormalized over the k+1 buckets, and the term is scaled by T²
-(Hinton et al.). Divergences:
+and the same buckets for the student, log q_k = log_softmax(z)[id_k] and
+log q_tail = log1mexp(logsumexp_k log q_k).
+
+**Temperature.** With T ≠ 1 both sides are tempered the same way, as bucket distributions:
+
+    log p̃_b = log p_b / T − logsumexp_b' (log p_b' / T)        (b over the k+1 buckets)
+    log q̃_b = log q_b / T − logsumexp_b' (log q_b' / T)
+
+and the divergence D(p̃, q̃) is scaled by T² (Hinton et al.). The teacher's tail is only known as one
+mass, so the student's tail must be tempered as one mass too: tempering the student's full
+vocabulary (softmax(z / T)) and then summing its tail would compare Σ_{i∉k} q_i^{1/T} with
+(Σ_{i∉k} p_i)^{1/T}, which differ even when q = p (a student equal to the teacher scored 47 at T=4).
+Tempering is a bijection of the simplex, so D(p̃, q̃) = 0 exactly when the buckets agree: the
+minimum is at the teacher for every T. Divergences:
 
     forward  KL(p‖q) = Σ_b p_b (log p_b − log q_b)            (default)
     reverse  KL(q‖p) = Σ_b q_b (log q_b − log p_b)
@@ -102,13 +112,14 @@ def token_kd(
     valid = teacher_ids >= 0
     # bf16/fp16 logits are upcast; float64 (gradcheck) stays float64
     logits = student_logits if student_logits.dtype == torch.float64 else student_logits.float()
-    student_logps = torch.log_softmax(logits / temperature, dim=-1)
+    student_logps = torch.log_softmax(logits, dim=-1)
     s_k = student_logps.gather(-1, teacher_ids.clamp(min=0))
     log_q = _buckets(s_k, valid, renormalize)
     t_k = teacher_logps.to(student_logps.dtype)
     log_p = _buckets(t_k, valid, renormalize)
-    if temperature != 1.0:
+    if temperature != 1.0:  # temper the buckets on both sides alike (module docstring)
         log_p = torch.log_softmax(log_p / temperature, dim=-1)
+        log_q = torch.log_softmax(log_q / temperature, dim=-1)
     if divergence == "forward":
         kd = _kl(log_p, log_q)
     elif divergence == "reverse":
