@@ -23,7 +23,7 @@ class RescoreReport:
     rows_updated: int = 0
 
 
-def rescore(store: DatasetStore, teacher: Teacher, *, top_logprobs: int = 20,
+def rescore(store: DatasetStore, teacher: Teacher, *, top_logprobs: int,
             progress: Callable[[str], None] = lambda m: None) -> RescoreReport:
     if not teacher.can_score:
         raise ScoringUnsupported(f"teacher '{teacher.identity.name}' ({teacher.identity.backend}) cannot score a given "

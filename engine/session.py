@@ -198,12 +198,8 @@ class Session:
         sampling_cfg = self.config.sampling[agent]
         last: TeacherError | None = None
         for teacher in teachers:
-            tcfg = self.config.teachers.get(teacher.identity.name)
-            sampling = sampling_for(
-                sampling_cfg,
-                seed=(tcfg.seed if tcfg else 0) + self.state["step"]["cycle"],
-                top_logprobs=tcfg.top_logprobs if tcfg else 20,
-            )
+            tcfg = self.config.teacher(teacher.identity.name)
+            sampling = sampling_for(sampling_cfg, seed=tcfg.seed + self.state["step"]["cycle"], top_logprobs=tcfg.top_logprobs)
             try:
                 gen = teacher.generate(messages, sampling, on_token=on_token, cancel=cancel)
             except TeacherUnavailable as err:
@@ -221,8 +217,7 @@ class Session:
         """The side-chain student (mixed policy) answers the agent's messages; no logprobs needed."""
         name = self._pick_student(cycle)
         student = self.pool.get(name)
-        tcfg = self.config.teachers.get(name)
-        sampling = sampling_for(self.config.sampling[agent], seed=(tcfg.seed if tcfg else 0) + cycle, top_logprobs=0)
+        sampling = sampling_for(self.config.sampling[agent], seed=self.config.teacher(name).seed + cycle, top_logprobs=0)
         return name, student, student.generate(messages, sampling, cancel=cancel)
 
     @staticmethod
@@ -603,8 +598,8 @@ class Session:
                 scorer = self.pool.get(scorer_name)
                 if not scorer.can_score:
                     raise ScoringUnsupported(f"teacher '{scorer_name}' cannot score")
-                tcfg = self.config.teachers.get(scorer_name)
-                scored = scorer.score(prompt_messages, proposal["text"], top_logprobs=tcfg.top_logprobs if tcfg else 20)
+                scored = scorer.score(prompt_messages, proposal["text"],
+                                      top_logprobs=self.config.teacher(scorer_name).top_logprobs)
                 blob = self.store.put_logprobs(scored)
                 source = "rescored" if scorer_name == generator else "rescored:kd_teacher"
                 scorer_identity = scorer.identity.as_dict()

@@ -34,8 +34,8 @@ class ScoredTeacher(ScriptedTeacher):
         scored = self.real.score(messages, gen.text, top_logprobs=8)
         return Generation(gen.text, scored.to_tokens(), self.identity, sampling)
 
-    def score(self, messages, response, *, top_logprobs=20):
-        return self.real.score(messages, response, top_logprobs=top_logprobs) if self.real else super().score(messages, response)
+    def score(self, messages, response, *, top_logprobs):
+        return self.real.score(messages, response, top_logprobs=top_logprobs) if self.real else super().score(messages, response, top_logprobs=top_logprobs)
 
 
 def make_dataset(data_dir: Path, tmp: Path, real_teacher=None, repeats: int = 1) -> int:

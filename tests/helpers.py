@@ -63,7 +63,7 @@ class ScriptedTeacher:
                 on_token(tok.text)
         return Generation(text, fake_tokens(text) if self.with_logprobs else [], self.identity, sampling)
 
-    def score(self, messages, response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+    def score(self, messages, response: str, *, top_logprobs: int) -> TokenLogprobs:
         self.scored.append((messages, response))
         return TokenLogprobs.from_tokens(fake_tokens(response, base=-0.5))
 

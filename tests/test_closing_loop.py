@@ -121,7 +121,7 @@ def test_student_first_falls_back_to_the_teacher_and_rescoring_uses_the_kd_teach
         assert [r["rejected"]["teacher"]["name"] for r in rows] == ["s1", "s1"]
         lp = rows[0]["chosen"]["logprobs"]
         prompt = rows[0]["prompt"]["messages"]
-        direct = a.score(prompt, rows[0]["chosen"]["text"])
+        direct = a.score(prompt, rows[0]["chosen"]["text"], top_logprobs=session.config.teacher("a").top_logprobs)
         got = store.get_logprobs(lp["blob"])
         np.testing.assert_array_equal(got.logprobs, direct.logprobs)
         assert lp["source"] == "rescored" and lp["teacher"]["name"] == "a"
@@ -142,7 +142,8 @@ def test_kd_teacher_scores_a_chosen_from_another_teacher(shake_env, script_file)
         lp = row["chosen"]["logprobs"]
         assert lp["source"] == "rescored:kd_teacher" and lp["teacher"]["name"] == "a"
         np.testing.assert_array_equal(store.get_logprobs(lp["blob"]).logprobs,
-                                      a.score(row["prompt"]["messages"], row["chosen"]["text"]).logprobs)
+                                      a.score(row["prompt"]["messages"], row["chosen"]["text"],
+                                              top_logprobs=config.teacher("a").top_logprobs).logprobs)
 
 
 def test_data_rescore_fills_soft_labels_resumably(shake_env, script_file, smol_teacher, capsys):

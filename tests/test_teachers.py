@@ -85,7 +85,7 @@ def test_openai_backend_against_a_real_llama_cpp_server():
         with pytest.raises(ModelNotFound, match="has no model 'nope'"):
             missing.health()
         with pytest.raises(ScoringUnsupported):
-            teacher.score(MESSAGES, "x")
+            teacher.score(MESSAGES, "x", top_logprobs=1)
 
 
 def test_openai_backend_unreachable_server():
@@ -130,4 +130,4 @@ def test_ollama_missing_model_unreachable_and_mid_stream_error():
     with pytest.raises(TeacherUnavailable, match="not reachable"):
         ollama_teacher(f"http://127.0.0.1:{free_port()}", connect_timeout_s=1).health()
     with pytest.raises(ScoringUnsupported):
-        ollama_teacher("http://127.0.0.1:1").score(MESSAGES, "x")
+        ollama_teacher("http://127.0.0.1:1").score(MESSAGES, "x", top_logprobs=1)

@@ -14,7 +14,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 
-from engine.config import Config, load_config
+from engine.config import Config, UIConfig, default_of, load_config
 from engine.errors import ShakeError
 from engine.session import Session
 from engine.store import DatasetStore
@@ -60,7 +60,7 @@ class ShakeApp(App):
         for theme in load_themes():
             self.register_theme(theme)
         wanted = self.ui_state.get("theme") or self.config.ui.theme
-        self.theme = wanted if wanted in self.available_themes else "shake-dark"
+        self.theme = wanted if wanted in self.available_themes else default_of(UIConfig, "theme")
         self.theme_changed_signal.subscribe(self, lambda theme: self.ui_state.set("theme", theme.name))
         if self.config.ui.keys:
             self.set_keymap(self.config.ui.keys)

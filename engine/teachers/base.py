@@ -42,7 +42,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 40
     seed: int = 0
-    top_logprobs: int = 20
+    top_logprobs: int = 0  # none recorded unless asked: each teacher's number is [teachers.X] top_logprobs
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,7 +91,7 @@ class Teacher(Protocol):
         cancel: threading.Event | None = None,
     ) -> Generation: ...
 
-    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs: ...
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs: ...
 
     def health(self) -> None:
         """Raise a `TeacherError` saying what is wrong, or return when the teacher can answer."""

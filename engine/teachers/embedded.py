@@ -241,7 +241,7 @@ class EmbeddedTeacher:
                 tokens = kept
         return Generation(text, tokens, self.identity, sampling, finish, time.perf_counter() - started)
 
-    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
         """Teacher-forced log-probabilities of `response` after `messages`, in one evaluation pass."""
         model = self.model
         with model.lock:

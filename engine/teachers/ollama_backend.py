@@ -140,7 +140,7 @@ class OllamaTeacher:
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 
-    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
         raise ScoringUnsupported(
             f"Ollama teacher '{self.config.name}' cannot score a given text (Ollama has no teacher-forced "
             "scoring); use an embedded teacher to re-score"

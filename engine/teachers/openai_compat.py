@@ -167,7 +167,7 @@ class OpenAICompatTeacher:
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 
-    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
         raise ScoringUnsupported(
             f"teacher '{self.config.name}' (OpenAI-compatible chat API) cannot score a given text; "
             "use an embedded teacher for teacher-forced scoring"

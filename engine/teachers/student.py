@@ -149,7 +149,7 @@ class StudentTeacher:
         text = b"".join(t.token_bytes for t in tokens).decode("utf-8", errors="replace")
         return Generation(text, tokens, self.identity, sampling, finish, time.perf_counter() - started)
 
-    def score(self, messages: list[Message], response: str, *, top_logprobs: int = 20) -> TokenLogprobs:
+    def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
         import torch
 
         model, tokenizer, vocab = self._load()
