@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from engine.agents.analyzer import Classification
-from engine.config import DEFAULT_CONFIG_TOML, load_config, write_default_config
+from engine.config import DEFAULT_CONFIG_TOML, Config, load_config, write_default_config
+from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
 from engine.session import Session, SessionEvent
 from engine.store import DatasetStore
 from engine.store.export import FORMATS, export_dataset, export_hf
+from engine.teachers.discovery import Discovery, describe_model, discover, inspect_source, report_lines, teacher_config
 from engine.teachers.pool import TeacherPool
 
 EXIT_PAUSED = 3  # the session was saved unfinished (no more feedback, or attempts exhausted)
@@ -47,8 +50,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=None, help="the scoring teacher (default: [student] kd_teacher)")
     p.set_defaults(func=cmd_data_rescore)
 
-    p = sub.add_parser("teachers", help="list the configured teachers and check that each answers")
+    p = sub.add_parser("teachers", help="list the configured teachers and check that each answers; "
+                       "--discover finds local Ollama and llama.cpp servers; `add` configures one")
+    p.add_argument("--discover", action="store_true", help="list the models local servers offer (loopback only)")
+    p.add_argument("--host", action="append", default=[], metavar="URL", help="with --discover: also probe this host")
+    p.add_argument("--json", action="store_true", help="with --discover: print JSON")
     p.set_defaults(func=cmd_teachers)
+    add = p.add_subparsers(dest="teachers_cmd").add_parser(
+        "add", help="configure a found model as a teacher, first in the worker's list")
+    add.add_argument("name", help="the teacher's name in the config")
+    add.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                     help="ollama:MODEL or openai:URL#MODEL")
+    add.add_argument("--host", metavar="URL", help="the Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
+    add.add_argument("--force", action="store_true", help="replace a teacher of that name")
+    add.set_defaults(func=cmd_teachers_add)
 
     p = sub.add_parser("config", help="show where the configuration and data live; --init writes the defaults")
     p.add_argument("--init", action="store_true", help="write the documented default config file")
@@ -228,6 +243,10 @@ def cmd_data_rescore(args: argparse.Namespace) -> int:
 # -- teachers and config ----------------------------------------------------------------------
 def cmd_teachers(args: argparse.Namespace) -> int:
     config = load_config()
+    if args.discover:
+        return print_discovery(config, discover(args.host), as_json=args.json)
+    if args.host or args.json:
+        raise InputError("--host and --json go with --discover")
     pool = TeacherPool(config)
     report = pool.health()
     for name, problem in report.items():
@@ -241,6 +260,23 @@ def cmd_teachers(args: argparse.Namespace) -> int:
         print(f"{name:<16} {t.backend:<9} {where}  [{', '.join(agents)}]  {status}")
     pool.close()
     return 0 if all(p is None for p in report.values()) else 1
+
+
+def print_discovery(config: Config, found: Discovery, *, as_json: bool = False) -> int:
+    print(json.dumps(dataclasses.asdict(found)) if as_json else "\n".join(report_lines(config, found)))
+    return 0
+
+
+def cmd_teachers_add(args: argparse.Namespace) -> int:
+    config = load_config()
+    found = inspect_source(args.source, args.host)
+    comment = f"added by `shake teachers add` from {found.source}: " + describe_model(found)
+    after = add_teacher(config.config_path, teacher_config(found, args.name), force=args.force, comment=comment)
+    print(f"teacher '{args.name}' ({found.kind}: {found.model} at {found.host}, n_ctx {found.n_ctx}) written to "
+          f"{config.config_path}; the worker's teachers: {' -> '.join(after.agents['worker'])}")
+    if found.logprobs != "yes":
+        print(f"note: log-probabilities {found.logprobs}; {found.logprobs_note or 'rows may carry the hard label only'}")
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 MODEL = "application/vnd.ollama.image.model"
 
@@ -61,3 +62,17 @@ def add_model(models_dir: Path, parts: tuple[str, str, str, str], gguf_file: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest))
     return models_dir / "blobs" / f"sha256-{digest}"
+
+
+@pytest.fixture
+def quiet_machine(tmp_path, monkeypatch):
+    """Discovery sees only what a test starts: Ollama's default address and the OpenAI ports are
+    free ports nobody listens on, and Ollama's models directory is an empty one under tmp_path."""
+    from engine.teachers import discovery
+    from servers import free_port
+
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(discovery, "OPENAI_PORTS", (free_port(),))
+    monkeypatch.setattr("engine.teachers.ollama_blobs.SYSTEM_MODELS_DIR", tmp_path / "system-models")
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama-models"))
+    return tmp_path / "ollama-models"
