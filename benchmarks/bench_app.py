@@ -1,8 +1,11 @@
 """The app's responsiveness: time to first paint, and key-press latency while a worker streams tokens.
 
 First paint: a fresh `python` process starts the app (headless) and reports when the first frame
-is drawn; measured from spawning the process, median of 5. torch and transformers must not be
-imported by then (they load only when training or scoring needs them).
+is drawn (Textual's `Ready` event); measured from spawning the process, median of 5. torch and
+transformers must not be imported by then (they load only when training or scoring needs them).
+The child writes its report to a file, not to stdout: the embedded teacher's health check loads the
+model inside llama-cpp-python's `suppress_stdout_stderr`, which points stdout at /dev/null for the
+whole process while it runs, and a report printed then was lost (the 1-in-3 failure of issue #15).
 
 Key latency: a scripted teacher streams worker tokens into the live pane every 5 ms while keys are
 typed into the feedback box; latency is from posting the key event to the app (as the terminal
@@ -32,25 +35,31 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 CHILD = r"""
 import sys, time, json
+from pathlib import Path
 from tui.app import ShakeApp
-app = ShakeApp(check_ollama=False)
-def painted():
-    heavy = [m for m in ("torch", "transformers") if m in sys.modules]
-    print(json.dumps({"painted": time.time(), "heavy_modules": heavy}), flush=True)
-    app.exit()
-app.call_after_refresh(painted)
-app.run(headless=True, size=(120, 40))
+
+class FirstPaint(ShakeApp):
+    def on_ready(self) -> None:
+        heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+        Path(sys.argv[1]).write_text(json.dumps({"painted": time.time(), "heavy_modules": heavy}))
+        self.exit()
+
+FirstPaint(check_ollama=False).run(headless=True, size=(120, 40))
 """
 
 
 def first_paint(tmp: Path) -> tuple[float, list[str]]:
     env = {**os.environ, "SHAKE_CONFIG": str(tmp / "none.toml"), "SHAKE_DATA": str(tmp / "data")}
     times, heavy = [], []
+    report = tmp / "first-paint.json"
     for _ in range(5):
+        report.unlink(missing_ok=True)
         started = time.time()
-        out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
-        line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
-        data = json.loads(line)
+        out = subprocess.run([sys.executable, "-c", CHILD, str(report)], env=env, capture_output=True, text=True,
+                             cwd=ROOT)
+        if out.returncode != 0 or not report.exists():
+            raise SystemExit(f"the app did not report its first paint (exit {out.returncode}): {out.stderr[-2000:]}")
+        data = json.loads(report.read_text())
         times.append(data["painted"] - started)
         heavy = data["heavy_modules"]
     return statistics.median(times), heavy
@@ -83,7 +92,10 @@ async def key_latency(tmp: Path) -> tuple[float, float, int]:
             before = box.value
             started = time.perf_counter()
             app.post_message(events.Key(char, char))  # what the terminal driver does for a keystroke
+            deadline = started + 5.0
             while box.value == before:
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"key {i} never reached the input")
                 await asyncio.sleep(0.0005)
             await asyncio.sleep(1 / 60)  # the frame that shows it: Textual refreshes at up to 60 Hz
             latencies.append(time.perf_counter() - started)

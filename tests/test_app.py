@@ -7,48 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from app_helpers import ORIGINAL, give_feedback, make_app, session_of, status_is, wait_for
 from engine.config import load_config
 from engine.teachers.pool import TeacherPool
 from helpers import ScriptedTeacher, worker_answer
 from tui.app import ShakeApp
 
-ORIGINAL = 'print("hello")\n'
 A = 'print("hello")\nprint("bye")\n'
 B = 'print("hello")\nprint("goodbye")\n'
 C = 'print("hello")\nprint("goodbye!")\n'
 D = 'print("hello")\nprint("goodbye!")\nprint(3)\n'
-
-
-def make_app(shake_env, answers, *, delay_s=0.0, request="say goodbye, then count", **kw):
-    script = shake_env / "hello.py"
-    script.write_text(ORIGINAL)
-    config = load_config()
-    teacher = ScriptedTeacher("a", answers, delay_s=delay_s)
-    pool = TeacherPool(config, extra={"a": teacher, "b": ScriptedTeacher("b")})
-    return ShakeApp(script, request, config=config, pool=pool, check_ollama=False, **kw), teacher
-
-
-async def wait_for(pilot, predicate, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app did not get there in time")
-
-
-def session_of(app):
-    return app.session_screen.session if app.session_screen else None
-
-
-def status_is(app, status):
-    return lambda: session_of(app) is not None and session_of(app).status == status and not app.session_screen.busy
-
-
-async def give_feedback(pilot, app, text):
-    app.session_screen.query_one("#feedback-input").focus()
-    await pilot.press(*text)
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
 
 
 async def test_a_whole_session_through_the_app(shake_env):

@@ -38,8 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_app(args: argparse.Namespace) -> int:
     from tui.app import ShakeApp
 
-    ShakeApp(script=getattr(args, "script", None), request=getattr(args, "request", "")).run()
-    return 0
+    return run_app(ShakeApp(script=getattr(args, "script", None), request=getattr(args, "request", "")))
+
+
+def run_app(app) -> int:
+    """Run the app on this terminal (see `tui.terminal`); its exit status."""
+    from tui.terminal import driver_for, own_terminal
+
+    log = app.config.data_dir / "app.log"
+    with own_terminal(log) as terminal:
+        if terminal is not None:
+            app.driver_class = driver_for(terminal) or app.driver_class
+        app.run()
+    if app.return_code:
+        print(f"shake: the app stopped on an error; details in {log}", file=sys.stderr)
+    return app.return_code or 0
 
 
 def main(argv: list[str] | None = None) -> int:

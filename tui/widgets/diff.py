@@ -30,6 +30,13 @@ class DiffPane(VerticalScroll):
         await self.mount(DiffView("current/script.py", "proposed/script.py", before, after, split=self.split,
                                   annotations=True))
 
+    async def clear(self) -> None:
+        """No proposal: what a new session shows until its first one."""
+        self.before = self.after = ""
+        self._change = -1
+        await self.remove_children()
+        await self.mount(Static("No proposal yet.", classes="placeholder"))
+
     def watch_split(self, split: bool) -> None:
         for view in self.query(DiffView):
             view.split = split

@@ -7,7 +7,11 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓"}
+from tui.session_view import StallInfo, StepView, plural
+
+ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓", "stalled": "!"}
+WORDS = {"pending": "to do", "running": "working", "review": "your review", "accepted": "accepted", "stalled": "stalled"}
+LEGEND = "  ".join(f"{ICONS[k]} {WORDS[k]}" for k in ("running", "review", "accepted", "pending", "stalled"))
 
 
 class PlanView(OptionList):
@@ -18,15 +22,18 @@ class PlanView(OptionList):
         Binding("G", "last", "Last", show=False, id="plan.last"),
     ]
 
-    def show_steps(self, steps: list[dict], current: int) -> None:
+    def show_steps(self, steps: tuple[StepView, ...], current: int, stall: StallInfo | None = None) -> None:
         self.clear_options()
         for i, step in enumerate(steps):
             text = Text()
-            status = step["status"]
-            text.append(f"{ICONS.get(status, '·')} ", style="bold" if i == current else "")
-            text.append(f"{i + 1}. ")
-            text.append(step["text"])  # model text: appended as plain text, never parsed as markup
-            text.append(f"\n   {status} · {step['cycles']} cycle{'s' if step['cycles'] != 1 else ''}", style="dim")
+            text.append(f"{ICONS.get(step.status, '·')} ", style="bold" if i == current else "")
+            text.append(f"{step.number}. ")
+            text.append(step.text)  # model text: appended as plain text, never parsed as markup
+            if step.status == "stalled":
+                detail = f"stalled after {plural(stall.attempts, 'attempt')}" if stall else "stalled"
+            else:
+                detail = WORDS.get(step.status, step.status)
+            text.append(f"\n   {detail} · {plural(step.cycles, 'cycle')}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:
             self.highlighted = min(current, len(steps) - 1)

@@ -1,0 +1,119 @@
+"""The app in a real pseudo-terminal: what reaches the screen, and how fast it goes away.
+
+These run `tui.cli.run_app` (what `shake` runs) in a child process attached to a pty, read what the
+app writes to the terminal, and type keys into it, as a user's terminal would.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import sys
+import termios
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from llama_cpp._utils import suppress_stdout_stderr
+    from engine.config import load_config
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher
+    from tui.app import ShakeApp
+    from tui.cli import run_app
+
+    class LoadingTeacher(ScriptedTeacher):
+        '''Health-checks like the embedded backend: llama-cpp-python silences descriptors 1 and 2
+        for the whole process while it loads a model.'''
+
+        def health(self):
+            with suppress_stdout_stderr(disable=False):
+                time.sleep({silence_s})
+
+    config = load_config()
+    pool = TeacherPool(config, extra={{"a": LoadingTeacher("a"), "b": ScriptedTeacher("b")}})
+    sys.exit(run_app(ShakeApp(config=config, pool=pool, check_ollama=False)))
+""")
+
+
+class Terminal:
+    """A child process on a pty of a given size; collects everything it writes."""
+
+    def __init__(self, code: str, env: dict[str, str], size=(160, 48)) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: becomes the app
+            os.execve(sys.executable, [sys.executable, "-c", code], env)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        self.output = b""
+        self.status: int | None = None
+
+    def read_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.05)
+            if ready:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:
+                    return
+
+    def wait_for(self, text: bytes, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return True
+            self.read_for(0.1)
+        return text in self.output
+
+    def type(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def exited_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.read_for(0.05)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+                return True
+        return False
+
+    def close(self) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(self.fd)
+
+
+@pytest.fixture
+def terminal_env(shake_env):
+    return {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "48"}
+
+
+def test_frames_drawn_while_a_model_load_silences_stderr_still_reach_the_terminal(terminal_env):
+    # Issue #15 item 9: "on 1 launch in 4 the top 40 rows stayed blank until a key was pressed".
+    code = CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"), silence_s=3.0)
+    term = Terminal(code, terminal_env)
+    try:
+        # The first frame is drawn while the health check silences descriptor 2.
+        for text in (b"Plan", b"Live", b"Run log", b"No session", b"palette"):
+            assert term.wait_for(text, timeout=30), f"{text!r} never reached the terminal"
+        term.read_for(3.5)  # the silence ends; the app must still own its screen
+        term.type(b"\x11")  # ctrl+q
+        assert term.exited_within(10)
+        assert term.status == 0
+    finally:
+        term.close()

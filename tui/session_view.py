@@ -1,0 +1,127 @@
+"""Typed, read-only views of the engine's session state for the screens.
+
+Why: the engine keeps a session as one JSON-shaped state document. Screens that index it with raw
+keys (`state["step"]["failures"]`) break silently when the engine changes its layout; this module is
+the one place in the app that knows the keys, and every screen reads the dataclasses below.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ShakeError
+
+ACCEPTED, PENDING, RUNNING, REVIEW, STALLED = "accepted", "pending", "running", "review", "stalled"
+
+
+@dataclass(frozen=True)
+class StepView:
+    number: int  # 1-based, as shown
+    text: str
+    status: str  # pending | running | review | accepted, or stalled (the session says so)
+    cycles: int
+
+
+@dataclass(frozen=True)
+class StallInfo:
+    """Why the current step stopped: how many attempts failed, and the last reason."""
+
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: str
+    status: str  # planning | working | review | stalled | done
+    request: str
+    script_path: Path
+    original_script: str
+    current_script: str
+    steps: tuple[StepView, ...]
+    step_index: int
+    cycle: int  # the current step's cycles so far
+    failures: int  # failed attempts on the current teacher
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> SessionView:
+        status = state["status"]
+        index = state.get("step_index", 0)
+        steps = []
+        for i, step in enumerate(state.get("steps", [])):
+            shown = STALLED if status == STALLED and i == index else step["status"]
+            steps.append(StepView(i + 1, step["text"], shown, step.get("cycles", 0)))
+        step = state.get("step") or {}
+        return cls(
+            id=state["session_id"], status=status, request=state.get("request", ""),
+            script_path=Path(state.get("script_path", "")), original_script=state.get("original_script", ""),
+            current_script=state.get("current_script", ""), steps=tuple(steps), step_index=index,
+            cycle=step.get("cycle", 0), failures=step.get("failures", 0),
+            created_at=state.get("created_at", ""), updated_at=state.get("updated_at", ""),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def current_step(self) -> StepView | None:
+        return self.steps[self.step_index] if 0 <= self.step_index < len(self.steps) else None
+
+    @property
+    def accepted_steps(self) -> int:
+        return sum(1 for s in self.steps if s.status == ACCEPTED)
+
+    @property
+    def progress(self) -> str:
+        """`step 2/3`, `planning`, `done 3/3`."""
+        if self.status == "planning" or not self.steps:
+            return "planning"
+        if self.finished:
+            return f"done {len(self.steps)}/{len(self.steps)}"
+        return f"step {self.step_index + 1}/{len(self.steps)}"
+
+
+def saved_sessions(store) -> list[SessionView]:
+    """Every saved session the store can read, newest change first (an unreadable one is skipped
+    here and reported by `shake sessions`)."""
+    views = []
+    for session_id in store.session_ids():
+        try:
+            views.append(SessionView.of(store.load_state(session_id)))
+        except (ShakeError, KeyError, TypeError):
+            continue
+    return sorted(views, key=lambda v: v.updated_at, reverse=True)
+
+
+def unfinished(views: list[SessionView]) -> list[SessionView]:
+    return [v for v in views if not v.finished]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 row`, `2 rows`, `0 sessions`."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def ago(stamp: str, now: _dt.datetime | None = None) -> str:
+    """An ISO timestamp as `3 min ago`, `2 h ago`, `5 days ago` (the stamp itself when unreadable)."""
+    try:
+        then = _dt.datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return stamp or "?"
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=_dt.timezone.utc)
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return plural(seconds // 86400, "day") + " ago"
