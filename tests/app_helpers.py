@@ -58,3 +58,8 @@ def rendered(widget) -> str:
 
 def notes(app) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def on_screen(app, name: str):
+    """A predicate: the app shows the screen class `name`, composed and mounted."""
+    return lambda: type(app.screen).__name__ == name and app.screen.is_mounted

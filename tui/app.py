@@ -26,7 +26,7 @@ from engine.config_edit import add_teacher, free_name, slug
 from engine.errors import ShakeError
 from engine.session import Session
 from engine.store import DatasetStore
-from engine.teachers.discovery import Discovery, FoundModel, OPENAI_PORTS, describe_model, discover, teacher_config
+from engine.teachers.discovery import Discovery, FoundModel, describe_model, discover, teacher_config
 from engine.teachers.pool import TeacherPool
 from tui.background import in_daemon_thread
 from tui.session_view import SessionView, plural, saved_sessions, unfinished
@@ -87,7 +87,7 @@ class ShakeApp(App):
 
     def __init__(self, script: Path | None = None, request: str = "", *, config: Config | None = None,
                  pool: TeacherPool | None = None, check_ollama: bool = True, train_args: list[str] | None = None,
-                 train_command: list[str] | None = None, openai_ports: tuple[int, ...] = OPENAI_PORTS) -> None:
+                 train_command: list[str] | None = None, openai_ports: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.config = config or load_config()
         self.ui_state = UIState(self.config.data_dir)
@@ -97,7 +97,7 @@ class ShakeApp(App):
         self.initial_request = request
         self.pool = pool or TeacherPool(self.config)
         self.check_ollama = check_ollama  # probe this machine's model servers (tests turn it off)
-        self.openai_ports = openai_ports
+        self.openai_ports = openai_ports  # None: the usual local ports (see `discovery.OPENAI_PORTS`)
         self.train_args = train_args or []
         self.train_command = train_command or default_train_command()
         self.shake_command = default_train_command()[:-1]

@@ -59,7 +59,7 @@ class DatasetScreen(Screen):
                     with VerticalScroll(classes="detail-pane", id=f"pane-{part}"):
                         yield Static(part, classes="pane-title", id=f"title-{part}")
                         yield Static("", id=f"detail-{part}")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(RowTable)

@@ -104,7 +104,7 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
             with Horizontal(id="new-session-buttons", classes="dialog-buttons"):
                 yield Button("Start (ctrl+r)", variant="primary", id="start")
                 yield Button("Cancel (esc)", id="cancel")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if self.draft.script.strip():
@@ -132,7 +132,9 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
     @on(ForwardsTyping.TypedText)
     def typed_elsewhere(self, message: ForwardsTyping.TypedText) -> None:
         request = self.query_one("#request-text", TextArea)
-        request.focus()
+        if not request.has_focus:
+            request.move_cursor(request.document.end)  # the typing continues the request
+            request.focus()
         request.insert(message.text)
 
     @on(Input.Changed, "#script-path")

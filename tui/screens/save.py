@@ -46,7 +46,7 @@ class SaveScreen(ModalScreen[Path | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+r)", variant="primary", id="save-confirm")
                 yield Button("Cancel (esc)", id="save-cancel")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         await self.refresh_plan()

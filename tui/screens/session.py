@@ -163,7 +163,7 @@ class SessionScreen(Screen):
                 yield search
                 yield FeedbackBox(self.app.ui_state.get("feedback_history", []), id="feedback")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_status()

@@ -30,7 +30,7 @@ class SessionsScreen(ModalScreen[str | None]):
             yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
             yield Static("Enter resumes the session under the cursor (it waits for you: ctrl+g continues) · "
                          "a shows finished sessions too · Esc closes", classes="dim-text")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -42,7 +42,7 @@ class TrainSettingsScreen(ModalScreen[dict[str, str] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Keep (ctrl+r)", variant="primary", id="train-settings-keep")
                 yield Button("Cancel (esc)", id="train-settings-cancel")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         first = form_fields()[0]

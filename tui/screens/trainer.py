@@ -56,7 +56,7 @@ class TrainerScreen(Screen):
     BINDINGS = [
         Binding("t", "start", "Train", id="trainer.start"),
         Binding("c", "settings", "Settings", id="trainer.settings"),
-        Binding("S", "stop", "Stop run", id="trainer.stop"),
+        Binding("S", "stop", "Stop", id="trainer.stop"),
         Binding("R", "resume", "Resume run", id="trainer.resume"),
         Binding("v", "evaluate", "Evaluate", id="trainer.eval"),
     ]
@@ -91,7 +91,7 @@ class TrainerScreen(Screen):
                 yield Static("", id="speed")
             yield PlotextPlot(id="curves")
             yield Static("", id="eval-results")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def runs_root(self) -> Path:
