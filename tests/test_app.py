@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import ORIGINAL, give_feedback, make_app, session_of, status_is, wait_for
+from app_helpers import ORIGINAL, give_feedback, make_app, on_screen, session_of, status_is, wait_for
 from engine.config import load_config
 from engine.teachers.pool import TeacherPool
 from helpers import ScriptedTeacher, worker_answer
@@ -119,6 +119,14 @@ async def test_trainer_screen_runs_a_real_training_and_draws_its_curve(shake_env
         await wait_for(pilot, lambda: screen.shown_steps == 3, timeout=10)
         assert (screen.run_dir / "DONE").exists()
         assert screen.query_one("#progress").progress == 3
+        # Evaluate needs held-out rows and this run has none: the reason is on screen, and the
+        # finished run stays finished (issue #15 item 5).
+        await pilot.press("v")
+        results = screen.query_one("#eval-results")
+        await wait_for(pilot, lambda: "failed" in str(results.render()), timeout=240)
+        assert "this run has no held-out rows" in str(results.render())
+        assert results.has_class("error-text")
+        assert "finished" in str(screen.query_one("#run-info").render())
 
 
 # -- snapshots ---------------------------------------------------------------------------------
@@ -174,3 +182,119 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=opened)
+
+
+# -- snapshots of the screens added for issues #15 and #17 ----------------------------------------
+def quiet(app):
+    for widget in app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
+    app.clear_notifications()
+
+
+async def reviewed_and_accepted(pilot, app):
+    await wait_for(pilot, status_is(app, "review"))
+    await give_feedback(pilot, app, "accept: good")
+    await pilot.press("enter")
+    await wait_for(pilot, status_is(app, "review"))  # the second step's proposal
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_save(snap_compare, shake_env, fixed_ids, theme, monkeypatch):
+    monkeypatch.chdir(shake_env)  # paths are shown relative to it: the same on every machine
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await reviewed_and_accepted(pilot, app)
+        app.session_screen.query_one("#diff").focus()
+        await pilot.press("w")
+        await wait_for(pilot, on_screen(app, "SaveScreen"))
+        await pilot.pause(0.3)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_sessions(snap_compare, shake_env, fixed_ids, theme):
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        await pilot.press("f5")
+        await wait_for(pilot, on_screen(app, "SessionsScreen"))
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_stalled(snap_compare, shake_env, fixed_ids, theme):
+    failing = {"planner": ["1. Add a goodbye line"], "worker": [worker_answer("raise SystemExit(3)\n")] * 10}
+    app, _ = make_app(shake_env, failing, b_answers=failing)
+    app.ui_state.set("theme", theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "stalled"))
+        await pilot.press("1")
+        await pilot.pause(0.3)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_quit_while_training(snap_compare, shake_env, fixed_ids, theme):
+    from tui.screens.quit import QuitScreen
+
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        app.push_screen(QuitScreen("run-20260101-120000", "step 12/50"))
+        await wait_for(pilot, on_screen(app, "QuitScreen"))
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_trainer_settings(snap_compare, shake_env, fixed_ids, theme):
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        await pilot.press("f4", "c")
+        await wait_for(pilot, on_screen(app, "TrainSettingsScreen"))
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+def found_on_this_machine():
+    from engine.teachers.discovery import Discovery, FoundModel, FoundServer
+
+    url = "http://127.0.0.1:11434"
+    models = (FoundModel("ollama", url, "qwen2.5-coder:7b", 4683075271, "qwen2", "7.6B", "Q4_K_M", 32768, True,
+                         blob_status="readable", logprobs="yes"),
+              FoundModel("ollama", url, "llama3.2:3b", 2019393189, "llama", "3.2B", "Q4_0", 131072, True,
+                         blob_status="readable", logprobs="yes"))
+    return Discovery((FoundServer("ollama", url, True, "Ollama 0.13.0", "0.13.0", models=models),
+                      FoundServer("openai", "http://127.0.0.1:8080", False, problem="not running")), 0.05)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
+    app, _ = make_app(shake_env, {}, script=False)
+    app.ui_state.set("theme", theme)
+
+    async def run_before(pilot):
+        await pilot.pause(0.2)
+        app.post_message(ShakeApp.TeachersFound(found_on_this_machine(), True))
+        await wait_for(pilot, lambda: app.session_screen.query_one("#discovery-hint").display)
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

@@ -125,3 +125,11 @@ def ago(stamp: str, now: _dt.datetime | None = None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600} h ago"
     return plural(seconds // 86400, "day") + " ago"
+
+
+def shown_path(path: Path) -> Path:
+    """A path as the user would type it: relative to the working directory when it is inside it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        return Path(path)

@@ -33,8 +33,8 @@ class QuitScreen(ModalScreen[str | None]):
                               "l leaves it running: F4 shows it live again at the next start.\n"
                               "Esc stays in the app."))
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Stop training and quit (s)", variant="error", id="quit-stop")
-                yield Button("Leave it running and quit (l)", variant="primary", id="quit-leave")
+                yield Button("Stop it, quit (s)", variant="error", id="quit-stop")
+                yield Button("Leave it running, quit (l)", variant="primary", id="quit-leave")
                 yield Button("Stay (esc)", id="quit-stay")
 
     def on_mount(self) -> None:

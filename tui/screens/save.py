@@ -19,7 +19,7 @@ from textual_diff_view import DiffView
 
 from engine.errors import ShakeError
 from tui.script_file import SavePlan, plan_save, save
-from tui.session_view import SessionView, plural
+from tui.session_view import SessionView, plural, shown_path
 
 
 class SaveScreen(ModalScreen[Path | None]):
@@ -40,7 +40,7 @@ class SaveScreen(ModalScreen[Path | None]):
             yield Label(f"Save the session's script ({self.view.progress}, "
                         f"{plural(self.view.accepted_steps, 'accepted step')})", classes="pane-title")
             yield Label("File (Enter shows the diff against it)")
-            yield Input(str(self.view.script_path), id="save-path")
+            yield Input(str(shown_path(self.view.script_path)), id="save-path")
             yield Static("", id="save-warning")
             yield VerticalScroll(id="save-diff")
             with Horizontal(classes="dialog-buttons"):
@@ -84,7 +84,8 @@ class SaveScreen(ModalScreen[Path | None]):
             warning.set_classes("dim-text")
             button.disabled = True
         else:
-            warning.update(Text(f"Replaces {plan.target}; the current file is kept under {self.backup_dir}."))
+            kept = shown_path(self.backup_dir)
+            warning.update(Text(f"Replaces {plan.target}; the current file is kept under {kept}."))
             warning.set_classes("dim-text")
         if not plan.unchanged:
             await box.mount(DiffView(f"on disk/{plan.target.name}", f"session/{plan.target.name}",

@@ -22,8 +22,9 @@ from engine.teachers.discovery import Discovery, FoundModel, configured_as, desc
 
 class DiscoveryHint(Vertical):
     BINDINGS = [
-        Binding("a", "add", "Add teacher", id="discovery.add"),
-        Binding("x", "dismiss", "Dismiss hint", id="discovery.dismiss"),
+        # The hint says its keys itself; the footer keeps its room for the screen's.
+        Binding("a", "add", "Add teacher", id="discovery.add", show=False),
+        Binding("x", "dismiss", "Dismiss hint", id="discovery.dismiss", show=False),
     ]
 
     @dataclass

@@ -32,8 +32,8 @@ class PlanView(OptionList):
             if step.status == "stalled":
                 detail = f"stalled after {plural(stall.attempts, 'attempt')}" if stall else "stalled"
             else:
-                detail = WORDS.get(step.status, step.status)
-            text.append(f"\n   {detail} · {plural(step.cycles, 'cycle')}", style="dim")
+                detail = f"{WORDS.get(step.status, step.status)} · {plural(step.cycles, 'cycle')}"
+            text.append(f"\n   {detail}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:
             self.highlighted = min(current, len(steps) - 1)
