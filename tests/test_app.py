@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import load_config
 from engine.teachers.pool import TeacherPool
-from helpers import ScriptedTeacher, worker_answer
+from helpers import ScriptedTeacher, worker_answer, rows_json
 from tui.app import ShakeApp
 
 ORIGINAL = 'print("hello")\n'
@@ -79,7 +79,7 @@ async def test_a_whole_session_through_the_app(shake_env):
         await give_feedback(pilot, app, "accept: good")
         await pilot.press("enter")
         await wait_for(pilot, status_is(app, "done"))
-        rows = list(app.store.rows())
+        rows = rows_json(app.store)
         assert [r["rejected"]["kind"] if r["rejected"] else None for r in rows] == ["redo", "further_edit", None]
         assert all(r["chosen"]["script"] == C for r in rows[:2]) and rows[2]["chosen"]["script"] == D
         assert session_of(app).current_script == D
@@ -95,8 +95,8 @@ async def test_escape_cancels_a_generation_and_the_session_goes_on(shake_env):
         await wait_for(pilot, lambda: any(agent == "worker" for agent, _ in teacher.calls))
         await pilot.press("escape")
         await wait_for(pilot, status_is(app, "working"))
-        assert list(app.store.rows()) == []
-        assert session_of(app).state["step"]["cycle"] == 0  # the cancelled cycle left no trace
+        assert rows_json(app.store) == []
+        assert session_of(app).state.step.cycle == 0  # the cancelled cycle left no trace
         await pilot.press("ctrl+g")
         await wait_for(pilot, status_is(app, "review"))
         assert session_of(app).pending_proposal().script == B

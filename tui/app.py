@@ -155,10 +155,10 @@ class ShakeApp(App):
     def action_resume_session(self) -> None:
         for session_id in reversed(self.store.session_ids()):
             state = self.store.load_state(session_id)
-            if state["status"] not in ("done",):
+            if state.status != "done":
                 self.switch_mode("session")
                 self.session_screen.resume(Session.resume(self.store, self.pool, self.config, session_id))
-                self.notify(f"Resumed session {session_id}: {state['request'][:60]}")
+                self.notify(f"Resumed session {session_id}: {state.request[:60]}")
                 return
         self.notify("No unfinished session to resume", severity="warning")
 

@@ -65,11 +65,12 @@ class DatasetScreen(Screen):
         table = self.query_one(RowTable)
         table.clear()
         for i, row in enumerate(self.rows):
-            chosen, rejected = row.get("chosen"), row.get("rejected")
-            teacher = (chosen or rejected or {}).get("teacher", {}).get("name", "")
-            table.add_row(row["session_id"], str(row["step_index"] + 1), str(row["cycle"]),
-                          rejected["kind"] if rejected else "—", "yes" if chosen else "pending", teacher,
-                          str(chosen["logprobs"]["n_tokens"]) if chosen and chosen.get("logprobs") else "—", key=str(i))
+            chosen, rejected = row.chosen, row.rejected
+            identity = (chosen or rejected).teacher if (chosen or rejected) else None
+            teacher = identity.name if identity else ("user" if chosen else "")
+            table.add_row(row.session_id, str(row.step_index + 1), str(row.cycle),
+                          rejected.kind.value if rejected else "—", "yes" if chosen else "pending", teacher,
+                          str(chosen.logprobs.n_tokens) if chosen and chosen.logprobs else "—", key=str(i))
         if self.rows:
             self.show_row(0)
 
@@ -80,10 +81,10 @@ class DatasetScreen(Screen):
 
     def show_row(self, index: int) -> None:
         row = self.rows[index]
-        prompt = row["prompt"]["messages"][-1]["content"] if row.get("prompt") else ""
-        chosen = (row.get("chosen") or {}).get("text", "(not accepted yet)")
-        rejected = row.get("rejected")
-        rejected_text = f"[{rejected['kind']}]\n{rejected['text']}" if rejected else "(none: accepted on the first cycle)"
+        prompt = row.prompt.messages[-1].content if row.prompt.messages else ""
+        chosen = row.chosen.text if row.chosen else "(not accepted yet)"
+        rejected = row.rejected
+        rejected_text = f"[{rejected.kind}]\n{rejected.text}" if rejected else "(none: accepted on the first cycle)"
         for part, text in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected_text)):
             self.query_one(f"#detail-{part}", Static).update(Text(text))
 
@@ -92,7 +93,7 @@ class DatasetScreen(Screen):
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"dataset-{_dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
         try:
-            n = export_dataset(self.app.store, out)
+            n = export_dataset(self.app.store, out).rows
         except ShakeError as err:
             self.app.notify(str(err), severity="error")
             return

@@ -83,13 +83,13 @@ class SessionScreen(Screen):
         status.teachers = self.app.teacher_summary
         status.rows = self.app.dataset_rows()
         if self.session is not None and self.session.steps and self.session.status not in ("done", "planning"):
-            step = self.session.state["step"]
-            status.attempts = f"step {self.session.state['step_index'] + 1}: cycle {step['cycle']}, {step['failures']} failed"
+            step = self.session.state.step
+            status.attempts = f"step {self.session.step_index + 1}: cycle {step.cycle}, {step.failures} failed"
         else:
             status.attempts = ""
         if self.session is not None:
-            self.query_one(PlanView).show_steps(self.session.steps, self.session.state["step_index"])
-            self.query_one("#request", Static).update(Text(f"Request: {self.session.state['request']}"))
+            self.query_one(PlanView).show_steps(self.session.steps, self.session.step_index)
+            self.query_one("#request", Static).update(Text(f"Request: {self.session.state.request}"))
 
     @on(EngineBusy)
     def on_busy(self, message: EngineBusy) -> None:
@@ -173,7 +173,7 @@ class SessionScreen(Screen):
             self.app.notify(event.text)
         elif event.kind == "done":
             self.app.notify("Every step is accepted. The finished script is in the diff tab; x copies it.", timeout=10)
-            await self.query_one(DiffPane).show(self.session.state["original_script"], self.session.current_script)
+            await self.query_one(DiffPane).show(self.session.state.original_script, self.session.current_script)
             tabs.active = "tab-diff"
         self.refresh_status()
 

@@ -7,6 +7,8 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from engine.store.schema import PlanStep
+
 ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓"}
 
 
@@ -18,15 +20,15 @@ class PlanView(OptionList):
         Binding("G", "last", "Last", show=False, id="plan.last"),
     ]
 
-    def show_steps(self, steps: list[dict], current: int) -> None:
+    def show_steps(self, steps: list[PlanStep], current: int) -> None:
         self.clear_options()
         for i, step in enumerate(steps):
             text = Text()
-            status = step["status"]
+            status = step.status.value
             text.append(f"{ICONS.get(status, '·')} ", style="bold" if i == current else "")
             text.append(f"{i + 1}. ")
-            text.append(step["text"])  # model text: appended as plain text, never parsed as markup
-            text.append(f"\n   {status} · {step['cycles']} cycle{'s' if step['cycles'] != 1 else ''}", style="dim")
+            text.append(step.text)  # model text: appended as plain text, never parsed as markup
+            text.append(f"\n   {status} · {step.cycles} cycle{'s' if step.cycles != 1 else ''}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:
             self.highlighted = min(current, len(steps) - 1)
