@@ -7,6 +7,8 @@ Each problem is one line naming the session file, the step and the row. The inva
 - rows: ids are unique; a row's `rejected` and `chosen` belong to the row's own agent (no row carries
   another agent's chosen); a student negative names its student version; a user's edit is only ever a
   worker's chosen and a user's label only an analyzer's;
+- analyzer rows: the chosen names the label the user gave that cycle (read off the worker rows: a Redo
+  or Further-edit row of that cycle, or the step's chosen from that cycle);
 - steps: the worker rows of an accepted step all carry the same chosen, a step that is not accepted has
   none; an accepted step with no teacher rejection (error, Redo, Further edit) has exactly one row with
   an empty `rejected`, one with teacher rejections has none;
@@ -24,10 +26,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import shutil
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from engine.agents.parsing import parse_label
 from engine.errors import BadDataFile, StoreError
 from engine.logprobs import TokenLogprobs
 from engine.store.codec import encode
@@ -116,6 +118,17 @@ def _row_problems(row: Row) -> list[str]:
     return out
 
 
+def _users_label(rows: list[Row], step_index: int, cycle: int) -> str | None:
+    """The label the user gave the proposal of this cycle, as the worker rows record it."""
+    for row in worker_rows_of_step(rows, step_index):
+        if row.rejected is not None and row.rejected.cycle == cycle and row.rejected.kind in (
+                RejectedKind.REDO, RejectedKind.FURTHER_EDIT):
+            return row.rejected.kind.value
+        if row.chosen is not None and row.chosen.cycle == cycle:
+            return "accepted"
+    return None
+
+
 def check_data(data_dir: Path) -> list[Problem]:
     data_dir = Path(data_dir)
     if not (data_dir / "sessions").is_dir():
@@ -145,10 +158,15 @@ def check_data(data_dir: Path) -> list[Problem]:
                 message = _soft_label_problem(row, store, blob_cache)
                 if message:
                     problems.append(Problem(file, message, row.step_index, row.row_id, fixable=True))
-            by_step = defaultdict(list)
-            for row in rows:
-                if row.is_worker:
-                    by_step[row.step_index].append(row)
+                if row.agent == Agent.ANALYZER and row.chosen is not None:
+                    users = _users_label(rows, row.step_index, row.cycle)
+                    said = parse_label(row.chosen.text)
+                    if said is None:
+                        problems.append(Problem(file, "an analyzer chosen that names no label", row.step_index,
+                                                row.row_id))
+                    elif users is not None and said != users:
+                        problems.append(Problem(file, f"the analyzer row's chosen says {said} where the user's label "
+                                                      f"was {users}", row.step_index, row.row_id))
             for index, plan_step in enumerate(state.steps):
                 step_rows = worker_rows_of_step(rows, index)
                 if plan_step.status == StepStatus.ACCEPTED:
