@@ -245,3 +245,40 @@ def test_exclusions_are_recorded_undoable_and_left_out_of_export_and_training(cl
         assert store.set_excluded([worker[0].row_id], False) == 1
         assert next(r for r in store.rows() if r.row_id == worker[0].row_id).excluded is None
     shutil.rmtree(tmp_path / "snap")
+
+
+def test_axolotl_export_puts_each_teacher_distribution_on_its_token(dataset, shake_env, monkeypatch, smol_tokenizer,
+                                                                    capsys):
+    """Axolotl's KD plugin (`chat_template.py`) places `logprobs` on the last len(logprobs) positions of the
+    tokenized conversation; every response position must hold the teacher's distribution over that very
+    token, and the template's closing tokens one-hot rows."""
+    monkeypatch.setenv("SHAKE_DATA", str(dataset))
+    out = shake_env / "kd.jsonl"
+    assert main(["data", "export", "--format", "axolotl", "--out", str(out)]) == 0
+    assert "wrote 8 rows" in capsys.readouterr().out  # one per accepted step
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    with DatasetStore(dataset, writable=False) as store:
+        chosen = {(r.session_id, r.step_index): store.get_logprobs(r.chosen.logprobs.blob)
+                  for r in store.rows() if r.chosen}
+    for rec in records:
+        ids = smol_tokenizer.apply_chat_template(rec["messages"], tokenize=True, return_dict=True)["input_ids"]
+        padding = len(ids) - len(rec["logprobs"])  # the plugin's own arithmetic
+        teacher = chosen[(rec["session_id"], rec["step_index"])]
+        for j, position in enumerate(rec["logprobs"]):
+            token = ids[padding + j]
+            entries = {int(e["token"].split(":")[1]): e["logprob"] for e in position}
+            if j < len(teacher):
+                assert token == int(teacher.token_ids[j])
+                assert set(entries) == {int(t) for t in teacher.top_ids[j] if t >= 0}
+            else:
+                assert entries == {token: 0.0}
+
+
+def test_readme_shows_the_schema_as_the_records_define_it():
+    from pathlib import Path
+
+    from engine.store.schema import schema_markdown
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("<!-- schema:start", 1)[1].split("-->", 1)[1].split("<!-- schema:end -->", 1)[0]
+    assert block.strip() == schema_markdown().strip(), "README's schema block is stale: run python -m engine.store.schema"

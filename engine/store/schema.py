@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Iterable
 
@@ -413,3 +413,38 @@ def _upgrade_state_v1(state: dict) -> dict:
 
 def with_chosen(row: Row, chosen: Chosen | None, stamp: str) -> Row:
     return replace(row, chosen=chosen, updated_at=stamp)
+
+
+def _type_name(tp: Any) -> str:
+    import types
+    import typing
+
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{origin.__name__}[{inner}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def schema_markdown() -> str:
+    """The records and their fields, as README shows them (a test keeps README equal to this)."""
+    import typing
+
+    records = (Row, Prompt, ChatMessage, Rejected, Chosen, LogprobRecord, ModelIdentity, SamplingParams, Exclusion,
+               SessionState, PlanStep, StepState, StepContext, PendingProposal, StallInfo)
+    lines = [f"Schema version {SCHEMA_VERSION}. Records (`engine/store/schema.py`), each field with its type:", ""]
+    for record in records:
+        hints = typing.get_type_hints(record)
+        parts = [f"`{f.name}` {_type_name(hints[f.name])}" for f in fields(record)]
+        lines.append(f"- **{record.__name__}**: " + ", ".join(parts))
+    lines += ["", "Values:", ""]
+    enums = (Agent, RejectedKind, LogprobSource, Origin, SessionStatus, StepStatus, ContextKind)
+    lines += [f"- **{e.__name__}**: " + " | ".join(f"`{m.value}`" for m in e) for e in enums]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m engine.store.schema` prints README's schema block
+    print(schema_markdown())
