@@ -226,3 +226,53 @@ def test_cancel_during_generation_leaves_the_session_consistent(store, config, s
     reloaded = Session.resume(store, pool, config, session.id)
     assert reloaded.status == "working"
     assert reloaded.propose().script == B
+
+
+def test_the_users_own_edit_is_the_accepted_output(store, config, script_file):
+    session, a, _ = make_session(store, config, script_file, {"worker": [worker_answer(A)]})
+    session.plan()
+    session.propose()
+    edited = 'print("hello")\nprint("bye, edited by hand")\n'
+    with pytest.raises(InputError, match="does not parse"):
+        session.accept_user_edit("def broken(:\n")
+    assert session.status == "review"
+    session.accept_user_edit(edited)
+    rows = list(store.rows(session.id))
+    refused = [r for r in rows if r.rejected]
+    assert [r.rejected.kind for r in refused] == ["further_edit"] and refused[0].rejected.script == A
+    assert all(r.chosen.script == edited and r.chosen.origin == "user_edit" and r.chosen.teacher is None for r in rows)
+    lp = rows[0].chosen.logprobs  # a worker teacher that can score labelled the user's text
+    assert lp.source == "rescored" and lp.prompt_sha == rows[0].prompt.sha and a.scored[-1][1] == rows[0].chosen.text
+    assert session.current_script == edited and session.step_index == 1
+
+
+def test_an_unchanged_edit_is_a_plain_accept(store, config, script_file):
+    session, a, _ = make_session(store, config, script_file, {"worker": [worker_answer(A)]})
+    session.plan()
+    session.propose()
+    session.accept_user_edit(A)
+    rows = list(store.rows(session.id))
+    assert len(rows) == 1 and rows[0].rejected is None and rows[0].chosen.origin == "model"
+
+
+def test_skip_and_edit_a_step_and_the_stall_says_why(store, config, script_file):
+    config.session.switch_teacher_after = 1
+    session, a, b = make_session(store, config, script_file, {"planner": ["1. First\n2. Second"],
+                                                              "worker": ["no code", worker_answer(FAILING)]},
+                                 {"worker": ["still no code"]})
+    session.plan()
+    events = []
+    with pytest.raises(AttemptsExhausted, match="try again, edit or skip"):
+        session.propose(emit=events.append)
+    assert session.status == "stalled" and session.steps[0].status == "stalled"
+    assert session.stall.attempts == 2 and "malformed" in session.stall.reason and session.stall.teachers == ["a", "b"]
+    assert any(e.kind == "stalled" for e in events)
+    resumed = Session.resume(store, session.pool, config, session.id)
+    assert resumed.stall == session.stall  # it is saved
+    resumed.edit_step("First, but simpler")
+    assert resumed.steps[0].text == "First, but simpler"
+    resumed.skip_step()
+    assert resumed.steps[0].status == "skipped" and resumed.step_index == 1 and resumed.stall is None
+    assert all(r.chosen is None for r in store.rows(session.id))  # a skipped step is never trained on
+    with pytest.raises(InputError):
+        resumed.edit_step("   ")
