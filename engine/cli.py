@@ -30,14 +30,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cut the plan to at most N steps")
     p.add_argument("--resume", metavar="SESSION_ID", help="resume a saved session instead of starting one")
     p.add_argument("--out", type=Path, help="write the finished script here (default: print it)")
+    p.add_argument("--edit", action="store_true",
+                   help="open each proposal in $EDITOR first: a changed script is the step's accepted output "
+                        "(origin user_edit); an unchanged one goes on to the feedback line")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("sessions", help="list saved sessions and their state")
+    add_skip_bad(p)
     p.set_defaults(func=cmd_sessions)
 
     data = sub.add_parser("data", help="the DORPO dataset").add_subparsers(dest="data_cmd", required=True)
     p = data.add_parser("stats", help="row counts by kind")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_skip_bad(p)
     p.set_defaults(func=cmd_data_stats)
     p = data.add_parser("export", help="write the dataset in TRL's prompt/chosen/rejected layout")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
@@ -45,7 +50,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--out", type=Path, help="a JSONL or Parquet file")
     target.add_argument("--hf", type=Path, metavar="DIR", help="a Hugging Face `datasets` directory (save_to_disk)")
     p.add_argument("--paired-only", action="store_true", help="only rows that have a rejected (ORPO/DPO need one)")
+    p.add_argument("--student", default="", metavar="MODEL",
+                   help="with --format axolotl: the student whose tokenizer the ids must index (default: the bundled "
+                   "SmolLM2, the trainer's default student)")
+    add_skip_bad(p)
     p.set_defaults(func=cmd_data_export)
+    p = data.add_parser("check", help="verify every row against the dataset's rules; --fix repairs what is safe")
+    p.add_argument("--fix", action="store_true", help="back up the data, then drop soft labels that break the rules "
+                   "(the hard labels stay) and set aside files that are not session files")
+    p.add_argument("--json", action="store_true", help="print the problems as JSON lines")
+    p.set_defaults(func=cmd_data_check)
     p = data.add_parser("rescore", help="soft labels from a teacher for every chosen it did not score (resumable)")
     p.add_argument("--teacher", default=None, help="the scoring teacher (default: [student] kd_teacher)")
     p.set_defaults(func=cmd_data_rescore)
@@ -70,6 +84,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="with --init: replace an existing file")
     p.add_argument("--defaults", action="store_true", help="print the documented defaults")
     p.set_defaults(func=cmd_config)
+
+
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out data files that are not valid session files (each is named) instead of stopping")
+
+
+def report_skipped(store: DatasetStore) -> None:
+    """Say which files a --skip-bad run left out; never skip silently."""
+    for bad in store.bad_files.values():
+        print(f"skipped {bad.path}: {bad.problem}", file=sys.stderr)
+    if store.bad_files:
+        print(f"skipped {len(store.bad_files)} bad file(s); `shake data check` lists every problem", file=sys.stderr)
+
+
+def read_store(config: Config, args: argparse.Namespace) -> DatasetStore:
+    """A read-only view: works beside a running app or session, which holds the writer's lock."""
+    return DatasetStore(config.data_dir, writable=False, skip_bad=getattr(args, "skip_bad", False))
 
 
 # -- session ----------------------------------------------------------------------------------
@@ -143,13 +175,15 @@ def cmd_session(args: argparse.Namespace) -> int:
             if session.status == "planning":
                 session.plan(emit=print_event, max_steps=args.max_steps)
             while session.status != "done":
-                index = session.state["step_index"]
+                index = session.step_index
                 print(f"\n== step {index + 1}/{len(session.steps)}: {session.step_text}")
                 try:
-                    session.propose(emit=print_event)
+                    proposal = session.propose(emit=print_event)
                 except AttemptsExhausted as err:
                     print(f"!! {err}")
                     return EXIT_PAUSED
+                if args.edit and edit_proposal(session, proposal.script):
+                    continue
                 line = source.next_line("feedback> ")
                 if line is None:
                     print(f"\n== no more feedback; session {session.id} is saved. "
@@ -174,25 +208,43 @@ def cmd_session(args: argparse.Namespace) -> int:
             pool.close()
 
 
+def edit_proposal(session: Session, script: str) -> bool:
+    """`--edit`: the proposal in $EDITOR; a changed script is accepted as the user's edit (True)."""
+    from engine.editor import edit_in_editor
+
+    edited = edit_in_editor(script, name=Path(session.state.script_path).name)
+    if not edited.changed:
+        print("== unchanged in the editor: your feedback decides")
+        return False
+    session.accept_user_edit(edited.text, emit=print_event)
+    print("== your edit is the step's accepted output (origin user_edit)")
+    return True
+
+
 def cmd_sessions(args: argparse.Namespace) -> int:
     config = load_config()
-    with DatasetStore(config.data_dir) as store:
-        ids = store.session_ids()
+    if not (config.data_dir / "sessions").is_dir():
+        print(f"no sessions in {config.data_dir}")
+        return 0
+    with read_store(config, args) as store:
+        ids = store.readable_session_ids()
         if not ids:
             print(f"no sessions in {config.data_dir}")
         for sid in ids:
             state = store.load_state(sid)
-            accepted = sum(1 for s in state["steps"] if s["status"] == "accepted")
-            print(f"{sid}  {state['status']:<8}  {accepted}/{len(state['steps'])} steps  "
-                  f"{Path(state['script_path']).name}: {state['request'][:60]}")
+            accepted = sum(1 for s in state.steps if s.status == "accepted")
+            print(f"{sid}  {state.status:<8}  {accepted}/{len(state.steps)} steps  "
+                  f"{Path(state.script_path).name}: {state.request[:60]}")
+        report_skipped(store)
     return 0
 
 
 # -- data -------------------------------------------------------------------------------------
 def cmd_data_stats(args: argparse.Namespace) -> int:
     config = load_config()
-    with DatasetStore(config.data_dir) as store:
+    with read_store(config, args) as store:
         stats = store.stats()
+        report_skipped(store)
     if args.json:
         print(json.dumps(stats.as_dict()))
         return 0
@@ -203,6 +255,9 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     print(f"  pending (no chosen) {stats.pending_rows}")
     print(f"  with rejected       {stats.with_rejected}")
     print(f"  with logprobs       {stats.with_logprobs}")
+    print(f"  excluded            {stats.excluded_rows}")
+    for agent, count in stats.by_agent.items():
+        print(f"    agent {agent:<17}{count}")
     for kind, count in stats.by_kind.items():
         print(f"    rejected {kind:<14}{count}")
     return 0
@@ -210,14 +265,40 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 def cmd_data_export(args: argparse.Namespace) -> int:
     config = load_config()
-    with DatasetStore(config.data_dir) as store:
+    with read_store(config, args) as store:
         if args.hf:
-            n = export_hf(store, args.hf, paired_only=args.paired_only)
-            print(f"wrote {n} rows to {args.hf} (Hugging Face datasets)")
-            return 0
-        n = export_dataset(store, args.out, args.format, paired_only=args.paired_only)
-    print(f"wrote {n} rows to {args.out} ({args.format})")
+            report = export_hf(store, args.hf, paired_only=args.paired_only)
+            where = f"{args.hf} (Hugging Face datasets)"
+        else:
+            tokenizer = None
+            if args.format == "axolotl":
+                from trainer.student import load_tokenizer  # the trainer's own student loader
+
+                tokenizer = load_tokenizer(args.student or "")
+            report = export_dataset(store, args.out, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
+            where = f"{args.out} ({args.format})"
+        report_skipped(store)
+    excluded = f"; left out {report.excluded} excluded row(s)" if report.excluded else ""
+    print(f"wrote {report.rows} rows to {where}{excluded}")
     return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from engine.store.check import check_data, fix_data
+
+    config = load_config()
+    if args.fix:
+        with DatasetStore(config.data_dir) as store:
+            fixed = fix_data(store)
+        for line in fixed.actions:
+            print(f"fixed: {line}")
+        print(f"backup of the data before the fix: {fixed.backup}")
+    problems = check_data(config.data_dir)
+    for problem in problems:
+        print(json.dumps(problem.as_dict()) if args.json else problem.line())
+    if not args.json:
+        print(f"{len(problems)} problem(s) in {config.data_dir}" if problems else f"no problems in {config.data_dir}")
+    return 1 if problems else 0
 
 
 def cmd_data_rescore(args: argparse.Namespace) -> int:

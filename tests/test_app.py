@@ -10,7 +10,7 @@ import pytest
 from app_helpers import ORIGINAL, give_feedback, make_app, on_screen, session_of, status_is, wait_for
 from engine.config import load_config
 from engine.teachers.pool import TeacherPool
-from helpers import ScriptedTeacher, worker_answer
+from helpers import ScriptedTeacher, worker_answer, rows_json
 from tui.app import ShakeApp
 
 A = 'print("hello")\nprint("bye")\n'
@@ -47,7 +47,7 @@ async def test_a_whole_session_through_the_app(shake_env):
         await give_feedback(pilot, app, "accept: good")
         await pilot.press("enter")
         await wait_for(pilot, status_is(app, "done"))
-        rows = list(app.store.rows())
+        rows = rows_json(app.store)
         assert [r["rejected"]["kind"] if r["rejected"] else None for r in rows] == ["redo", "further_edit", None]
         assert all(r["chosen"]["script"] == C for r in rows[:2]) and rows[2]["chosen"]["script"] == D
         assert session_of(app).current_script == D
@@ -63,8 +63,8 @@ async def test_escape_cancels_a_generation_and_the_session_goes_on(shake_env):
         await wait_for(pilot, lambda: any(agent == "worker" for agent, _ in teacher.calls))
         await pilot.press("escape")
         await wait_for(pilot, status_is(app, "working"))
-        assert list(app.store.rows()) == []
-        assert session_of(app).state["step"]["cycle"] == 0  # the cancelled cycle left no trace
+        assert rows_json(app.store) == []
+        assert session_of(app).state.step.cycle == 0  # the cancelled cycle left no trace
         await pilot.press("ctrl+g")
         await wait_for(pilot, status_is(app, "review"))
         assert session_of(app).pending_proposal().script == B
@@ -174,7 +174,10 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
     app.ui_state.set("theme", theme)
 
     async def opened(pilot):
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "NewSessionScreen")
+        await wait_for(pilot, on_screen(app, "NewSessionScreen"))
+        tree = app.screen.query_one("#picker")
+        await wait_for(pilot, lambda: len(tree.root.children) > 0)  # the tree lists the folder in a worker
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)
         for widget in app.screen.query("Input, TextArea"):
             widget.cursor_blink = False

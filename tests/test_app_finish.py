@@ -6,6 +6,7 @@ disk. Every one of them fails on the app as it was when the issue was filed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -108,7 +109,7 @@ async def test_ctrl_q_during_generation_cancels_it_at_once_and_writes_nothing_af
     with DatasetStore(shake_env / "data") as store:
         assert sum(1 for _ in store.rows()) == rows_before
         state = store.load_state(store.session_ids()[0])
-    assert state["step"]["cycle"] == 0  # the interrupted cycle left nothing behind
+    assert state.step.cycle == 0  # the interrupted cycle left nothing behind
 
 
 STAND_IN_TRAINER = '''
@@ -209,7 +210,7 @@ async def test_a_stalled_step_says_so_and_what_helps(shake_env):
         banner = app.session_screen.query_one("#live").banner
         # switch_teacher_after = 2, two worker teachers
         assert "Step 1 stalled after 4 attempts" in banner
-        assert "exit code 3" in banner
+        assert "Exit code 3" in banner
         assert "ctrl+g tries again" in banner
         plan = app.session_screen.query_one("#plan")
         assert "stalled after 4 attempts" in str(plan.get_option_at_index(0).prompt)
@@ -304,6 +305,48 @@ async def test_trainer_settings_are_checked_remembered_and_passed_to_the_run(sha
         assert again.screen.query_one("#field-lam").value == "0.5"  # remembered
 
 
+# -- 6. curating the dataset ------------------------------------------------------------------------
+async def test_the_dataset_can_be_filtered_and_a_wrong_row_excluded_and_brought_back(shake_env):
+    answers = {"planner": ["1. Add a goodbye line\n2. Print a count"],
+               "worker": [worker_answer(A + "x = 1\n"), worker_answer(A), worker_answer(A + "print(3)\n")]}
+    app, _ = make_app(shake_env, answers)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, status_is(app, "review"))
+        app.session_screen.query_one("#feedback-input").focus()
+        await pilot.press(*"redo: no x", "enter")
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await pilot.press("enter")
+        await wait_for(pilot, status_is(app, "review"))
+        app.session_screen.query_one("#feedback-input").focus()
+        await pilot.press(*"accept: good", "enter")
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: status_is(app, "review")() and app.session_screen.session.step_index == 1)
+        await accept(pilot, app)
+        await pilot.press("f3")
+        await wait_for(pilot, on_screen(app, "DatasetScreen"))
+        screen = app.screen
+        table = screen.query_one("#rows")
+        assert [str(c.label) for c in table.columns.values()][3] == "agent"
+        assert table.row_count == 2  # step 1's Redo row, step 2's row accepted on its first cycle
+        await pilot.press("slash", *"kind:redo", "enter")
+        assert table.row_count == 1 and table.get_row_at(0)[4] == "redo"
+        assert "1 row of 2 match the filter" in rendered(screen.query_one("#dataset-counts"))
+        await pilot.press("x")  # this row taught the wrong thing: out of training
+        row_id = screen.current.row_id
+        with DatasetStore(shake_env / "data", writable=False) as store:  # a reader beside the app's writer
+            excluded = {r.row_id: r.excluded for r in store.rows()}
+        assert excluded[row_id] is not None and excluded[row_id].reason == "excluded in the app"
+        assert "excluded" in str(table.get_row_at(0)[8])
+        await pilot.press("x")  # undone: nothing was deleted
+        with DatasetStore(shake_env / "data", writable=False) as store:
+            assert all(r.excluded is None for r in store.rows())
+        await pilot.press("escape")
+        assert table.row_count == 2
+        await pilot.press("c")  # the chosen coloured by the teacher's token probabilities
+        assert "teacher probability" in rendered(screen.query_one("#title-chosen"))
+
+
 # -- 7. a second app on the same data -------------------------------------------------------------
 def test_a_second_app_on_the_same_data_says_why_on_stderr_and_exits_2(shake_env):
     import subprocess
@@ -315,6 +358,21 @@ def test_a_second_app_on_the_same_data_says_why_on_stderr_and_exits_2(shake_env)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("shake: ") and "in use by another shake process" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+async def test_read_only_commands_work_beside_the_running_app(shake_env):
+    import subprocess
+    import sys
+
+    app, _ = make_app(shake_env, ONE_STEP)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, status_is(app, "review"))
+        for command in (["data", "stats"], ["sessions"]):
+            out = subprocess.run([sys.executable, "-m", "tui.cli", *command], capture_output=True, text=True,
+                                 timeout=60, cwd=Path(__file__).resolve().parents[1])
+            assert out.returncode == 0, out.stderr
+            assert "in use by another shake process" not in out.stderr
+        assert "review" in out.stdout
 
 
 # -- 8. resuming --------------------------------------------------------------------------------

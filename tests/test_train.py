@@ -101,17 +101,15 @@ def test_bad_input_gives_one_clear_message(dataset, tiny_student, tmp_path):
 def test_unmappable_teacher_vocabulary(tiny_student, tmp_path, shake_env):
     from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
     from engine.store import DatasetStore
+    import records
 
     text = "zqxjzqxjzqxjzqxj"
     alien = TokenLogprobs.from_tokens([TokenLogprob(10**9, b"zqxjzqxj", -0.1, [TopLogprob(10**9, b"zqxjzqxj", -0.1)])] * 2)
     data = tmp_path / "alien"
     with DatasetStore(data) as store:
-        sid = store.create_session({})
+        sid = store.create_session(records.state())
         blob = store.put_logprobs(alien)
-        row = {"step_index": 0, "step": "s", "cycle": 1, "rejected": None,
-               "prompt": {"messages": [{"role": "user", "content": "hi"}], "instruction": "i", "script": ""},
-               "chosen": {"text": text, "logprobs": {"blob": blob}}}
-        store.commit(sid, new_rows=[row])
+        store.commit(sid, new_rows=[records.row(0, None, records.chosen(text, records.lp_record(blob, len(alien), 1)))])
     with pytest.raises(TrainError, match="could not be mapped onto the student's vocabulary"):
         train(cfg(tiny_student, run_dir=str(tmp_path / "r")), data, progress=False, log=lambda m: None)
 

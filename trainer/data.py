@@ -36,6 +36,7 @@ class DataReport:
     skipped_too_long: int = 0
     longest_skipped: int = 0
     with_logprobs: int = 0
+    other_prompt: int = 0  # rows whose soft labels were computed under another prompt (NLL unless --kd-other-prompt)
     aligned_tokens: int = 0
     chosen_tokens_with_logprobs: int = 0
     modes: dict[str, int] = field(default_factory=dict)
@@ -65,9 +66,9 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
     examples: list[Example] = []
     for row in snapshot.rows:
         report.rows += 1
-        p_ids = prompt_ids(tokenizer, row["prompt"]["messages"])
-        c_ids = response_ids(tokenizer, row["chosen"]["text"])
-        r_ids = response_ids(tokenizer, row["rejected"]["text"]) + [eos] if row.get("rejected") else None
+        p_ids = prompt_ids(tokenizer, row.prompt.chat())
+        c_ids = response_ids(tokenizer, row.chosen.text)
+        r_ids = response_ids(tokenizer, row.rejected.text) + [eos] if row.rejected else None
         longest = len(p_ids) + max(len(c_ids) + 1, len(r_ids or []))
         if longest > cfg.max_length:
             report.skipped_too_long += 1
@@ -75,13 +76,17 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
             continue
         kd = None
         teacher = None if cfg.no_kd else snapshot.logprobs(row)
+        if teacher is not None and not row.soft_labels_match_prompt:
+            report.other_prompt += 1
+            if not cfg.kd_other_prompt:
+                teacher = None
         if teacher is not None and len(teacher):
             kd = align(teacher, c_ids, vocab)
             report.with_logprobs += 1
             report.aligned_tokens += int(kd.mask.sum())
             report.chosen_tokens_with_logprobs += len(c_ids)
             report.modes[kd.mode] = report.modes.get(kd.mode, 0) + 1
-        examples.append(Example(row["row_id"], p_ids, c_ids + [eos], r_ids, kd))
+        examples.append(Example(row.row_id, p_ids, c_ids + [eos], r_ids, kd))
     if not examples:
         raise TrainError(
             f"all {report.rows} rows are longer than --max-length {cfg.max_length} "

@@ -77,10 +77,10 @@ def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512
                 sums.setdefault(key, []).append(value)
     result: dict = {"held_out_rows": len(held), **{k: sum(v) / len(v) for k, v in sums.items()}}
     if generate:
-        rows = {row["row_id"]: row for row in snapshot.rows}
+        rows = {row.row_id: row for row in snapshot.rows}
         passed = 0
         for ex in held:
-            messages = rows[ex.row_id]["prompt"]["messages"]
+            messages = rows[ex.row_id].prompt.chat()
             ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tokenizer.pad_token_id)

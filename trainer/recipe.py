@@ -131,7 +131,7 @@ def train(
         ddp.close()
 
 
-def _prepare_run(cfg: TrainConfig, data_dir: Path, run_dir: Path) -> TrainConfig:
+def _prepare_run(cfg: TrainConfig, data_dir: Path, run_dir: Path, log) -> TrainConfig:
     """Rank 0: check or create the run directory and freeze the dataset snapshot."""
     snapshot_dir = run_dir / "snapshot"
     if cfg.resume:
@@ -146,8 +146,12 @@ def _prepare_run(cfg: TrainConfig, data_dir: Path, run_dir: Path) -> TrainConfig
     if run_dir.exists() and any(run_dir.iterdir()):
         raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it, or another --name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with DatasetStore(data_dir, writable=False) as store:
+    with DatasetStore(data_dir, writable=False, skip_bad=cfg.skip_bad) as store:
         info = store.snapshot(snapshot_dir)
+    for bad in info.bad_files:
+        log(f"warning: skipped {bad.path}: {bad.problem}")
+    if info.excluded:
+        log(f"left out {info.excluded} row(s) the user excluded")
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
     atomic_write_text(run_dir / "run.json", json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
     return cfg
@@ -158,7 +162,7 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     problem = None
     if ddp.main:
         try:
-            cfg = _prepare_run(cfg, data_dir, run_dir)
+            cfg = _prepare_run(cfg, data_dir, run_dir, log)
         except TrainError as err:
             problem = str(err)
     problem, cfg = ddp.broadcast((problem, cfg))
@@ -179,6 +183,9 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     train_ex, eval_ex = split(examples, cfg.eval_fraction)
     updates_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    if report.other_prompt:
+        use = "used (--kd-other-prompt)" if cfg.kd_other_prompt else "not used: NLL on those chosen"
+        log(f"{report.other_prompt} rows carry soft labels computed under another prompt than theirs; {use}")
     log(f"rows: {len(train_ex)} train, {len(eval_ex)} held out; soft labels on {report.with_logprobs} rows, "
         f"aligned share {report.aligned_share:.1%}; {total_steps} steps on {device.type}"
         f"{' with a 4-bit base (QLoRA)' if four_bit else ''}")

@@ -1,8 +1,8 @@
-"""Typed, read-only views of the engine's session state for the screens.
+"""Read-only views of the engine's session state, shaped for the screens.
 
-Why: the engine keeps a session as one JSON-shaped state document. Screens that index it with raw
-keys (`state["step"]["failures"]`) break silently when the engine changes its layout; this module is
-the one place in the app that knows the keys, and every screen reads the dataclasses below.
+Why: a screen wants "step 2/3", "stalled after 6 attempts", "3 min ago"; the engine keeps a
+`SessionState` record. This module is the one place in the app that reads that record, and it takes
+a frozen copy, so that a screen never reads state a worker thread is changing.
 """
 
 from __future__ import annotations
@@ -10,27 +10,17 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from engine.errors import ShakeError
-
-ACCEPTED, PENDING, RUNNING, REVIEW, STALLED = "accepted", "pending", "running", "review", "stalled"
+from engine.store.schema import SessionState, StallInfo
 
 
 @dataclass(frozen=True)
 class StepView:
     number: int  # 1-based, as shown
     text: str
-    status: str  # pending | running | review | accepted, or stalled (the session says so)
+    status: str  # pending | running | review | stalled | accepted | skipped
     cycles: int
-
-
-@dataclass(frozen=True)
-class StallInfo:
-    """Why the current step stopped: how many attempts failed, and the last reason."""
-
-    attempts: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -45,24 +35,19 @@ class SessionView:
     step_index: int
     cycle: int  # the current step's cycles so far
     failures: int  # failed attempts on the current teacher
+    stall: StallInfo | None  # why the current step stalled
     created_at: str
     updated_at: str
 
     @classmethod
-    def of(cls, state: dict[str, Any]) -> SessionView:
-        status = state["status"]
-        index = state.get("step_index", 0)
-        steps = []
-        for i, step in enumerate(state.get("steps", [])):
-            shown = STALLED if status == STALLED and i == index else step["status"]
-            steps.append(StepView(i + 1, step["text"], shown, step.get("cycles", 0)))
-        step = state.get("step") or {}
+    def of(cls, state: SessionState) -> SessionView:
+        steps = tuple(StepView(i + 1, s.text, s.status.value, s.cycles) for i, s in enumerate(state.steps))
+        step = state.step
         return cls(
-            id=state["session_id"], status=status, request=state.get("request", ""),
-            script_path=Path(state.get("script_path", "")), original_script=state.get("original_script", ""),
-            current_script=state.get("current_script", ""), steps=tuple(steps), step_index=index,
-            cycle=step.get("cycle", 0), failures=step.get("failures", 0),
-            created_at=state.get("created_at", ""), updated_at=state.get("updated_at", ""),
+            id=state.session_id, status=state.status.value, request=state.request,
+            script_path=Path(state.script_path), original_script=state.original_script,
+            current_script=state.current_script, steps=steps, step_index=state.step_index, cycle=step.cycle,
+            failures=step.failures, stall=step.stall, created_at=state.created_at, updated_at=state.updated_at,
         )
 
     @property
@@ -75,7 +60,7 @@ class SessionView:
 
     @property
     def accepted_steps(self) -> int:
-        return sum(1 for s in self.steps if s.status == ACCEPTED)
+        return sum(1 for s in self.steps if s.status == "accepted")
 
     @property
     def progress(self) -> str:
@@ -94,8 +79,8 @@ def saved_sessions(store) -> list[SessionView]:
     for session_id in store.session_ids():
         try:
             views.append(SessionView.of(store.load_state(session_id)))
-        except (ShakeError, KeyError, TypeError):
-            continue
+        except ShakeError:
+            continue  # `shake data check` names the file and what is wrong with it
     return sorted(views, key=lambda v: v.updated_at, reverse=True)
 
 

@@ -1,5 +1,7 @@
 """The dataset: rows by session and step, a filter, counts by kind, a row's prompt / chosen / rejected
-side by side, and the chosen coloured by the teacher's token probabilities."""
+side by side, the chosen coloured by the teacher's token probabilities, and curation: a row the user
+finds wrong is excluded from training and export (recorded with its reason, undone by the same key;
+nothing is deleted)."""
 
 from __future__ import annotations
 
@@ -34,9 +36,12 @@ class DatasetScreen(Screen):
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="dataset.filter"),
         Binding("escape", "clear_filter", "Clear filter", id="dataset.clear_filter", show=False),
-        Binding("c", "toggle_colours", "Token colours", id="dataset.token_colours"),
-        Binding("r", "reload", "Reload", id="dataset.reload"),
-        Binding("e", "export", "Export JSONL", id="dataset.export"),
+        Binding("x", "toggle_excluded", "Exclude", tooltip="Exclude the row from training, or bring it back",
+                id="dataset.toggle_excluded"),
+        Binding("c", "toggle_colours", "Colours", tooltip="The chosen coloured by the teacher's token probabilities",
+                id="dataset.token_colours"),
+        Binding("r", "reload", "Reload", id="dataset.reload", show=False),
+        Binding("e", "export", "Export", tooltip="Export the dataset as JSONL", id="dataset.export"),
     ]
 
     def __init__(self) -> None:
@@ -63,7 +68,7 @@ class DatasetScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(RowTable)
-        table.add_columns("session", "step", "cycle", "agent", "rejected", "chosen", "teacher", "logprobs")
+        table.add_columns("session", "step", "cycle", "agent", "rejected", "chosen", "teacher", "logprobs", "training")
         self.action_reload()
         table.focus()
 
@@ -73,26 +78,26 @@ class DatasetScreen(Screen):
     def action_reload(self) -> None:
         store = self.app.store
         self.rows = [RowView.of(row) for row in store.rows()]
-        stats = store.stats()
-        kinds = ", ".join(f"{k} {v}" for k, v in stats.by_kind.items())
-        self.query_one("#dataset-counts", Static).update(Text(
-            f"{plural(stats.rows, 'row')} in {plural(stats.sessions, 'session')} · {stats.complete_rows} complete · "
-            f"{stats.pending_rows} pending · rejected: {kinds} · {stats.with_logprobs} with logprobs"))
+        self.show_counts()
         self.fill()
 
-    def fill(self) -> None:
+    def fill(self, keep_cursor: bool = False) -> None:
         table = self.query_one(RowTable)
+        cursor = table.cursor_row if keep_cursor else 0
         table.clear()
         self.shown = [row for row in self.rows if self.filter.matches(row)]
         for i, row in enumerate(self.shown):
             table.add_row(row.session_id, str(row.step_number) if row.step_number else "plan", str(row.cycle),
                           row.agent, row.rejected_kind or "—", "yes" if row.accepted else "pending", row.teacher,
-                          str(row.logprob_tokens) if row.logprob_tokens else "—", key=str(i))
+                          str(row.logprob_tokens) if row.logprob_tokens else "—",
+                          Text(f"excluded: {row.excluded}", style="bold") if row.excluded else "in", key=str(i))
         if not self.filter.empty:
             self.query_one("#dataset-counts", Static).update(Text(
                 f"{plural(len(self.shown), 'row')} of {len(self.rows)} match the filter (Esc clears it)"))
         if self.shown:
-            self.show_row(0)
+            cursor = min(cursor, len(self.shown) - 1)
+            table.move_cursor(row=cursor)
+            self.show_row(cursor)
         else:
             self.current = None
             for part in ("prompt", "chosen", "rejected"):
@@ -134,6 +139,33 @@ class DatasetScreen(Screen):
         title.update("chosen" + ("" if row.logprobs_blob else " (hard label: no teacher log-probabilities)"))
         detail.update(Text(row.chosen))
 
+    def action_toggle_excluded(self) -> None:
+        """Leave the row under the cursor out of training and export, or bring it back."""
+        row = self.current
+        if row is None:
+            self.app.notify("No row to exclude", severity="warning")
+            return
+        exclude = not row.excluded
+        try:
+            self.app.store.set_excluded([row.row_id], exclude, "excluded in the app" if exclude else "")
+        except ShakeError as err:
+            self.app.notify(str(err), severity="error")
+            return
+        self.app.notify(f"Row {row.row_id} {'excluded from' if exclude else 'back in'} training and export"
+                        + (" (x brings it back)" if exclude else ""))
+        self.rows = [RowView.of(r) for r in self.app.store.rows()]
+        self.show_counts()
+        self.fill(keep_cursor=True)
+
+    def show_counts(self) -> None:
+        stats = self.app.store.stats()
+        if self.filter.empty:
+            kinds = ", ".join(f"{k} {v}" for k, v in stats.by_kind.items())
+            self.query_one("#dataset-counts", Static).update(Text(
+                f"{plural(stats.rows, 'row')} in {plural(stats.sessions, 'session')} · {stats.complete_rows} complete · "
+                f"{stats.pending_rows} pending · {stats.excluded_rows} excluded · rejected: {kinds} · "
+                f"{stats.with_logprobs} with logprobs"))
+
     def action_toggle_colours(self) -> None:
         self.colours = not self.colours
         if self.colours and self.current is not None and not self.current.logprobs_blob:
@@ -162,8 +194,9 @@ class DatasetScreen(Screen):
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"dataset-{_dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
         try:
-            n = export_dataset(self.app.store, out)
+            report = export_dataset(self.app.store, out)
         except ShakeError as err:
             self.app.notify(str(err), severity="error")
             return
-        self.app.notify(f"Exported {plural(n, 'row')} to {out}")
+        left_out = f" ({plural(report.excluded, 'excluded row')} left out)" if report.excluded else ""
+        self.app.notify(f"Exported {plural(report.rows, 'row')} to {out}{left_out}")

@@ -16,6 +16,7 @@ def key_display(app, keys: str) -> str:
 
 def all_bindings(app) -> list[tuple[str, str, str, str]]:
     """(where, key, id, description) for the app, every screen class and the widgets with bindings."""
+    from tui.screens.ask import AskTextScreen, ConfirmDiffScreen
     from tui.screens.dataset import DatasetScreen, RowTable
     from tui.screens.new_session import NewSessionScreen
     from tui.screens.quit import QuitScreen
@@ -33,7 +34,8 @@ def all_bindings(app) -> list[tuple[str, str, str, str]]:
     owners = [("app", type(app)), ("session", SessionScreen), ("feedback", FeedbackInput), ("label", LabelConfirm),
               ("plan", PlanView), ("run log", RunLog), ("teachers found", DiscoveryHint),
               ("new session", NewSessionScreen), ("new session", TeacherList), ("sessions", SessionsScreen),
-              ("save", SaveScreen), ("dataset", DatasetScreen), ("dataset", RowTable), ("trainer", TrainerScreen),
+              ("save", SaveScreen), ("your edit", ConfirmDiffScreen), ("step text", AskTextScreen),
+              ("dataset", DatasetScreen), ("dataset", RowTable), ("trainer", TrainerScreen),
               ("trainer settings", TrainSettingsScreen), ("quit", QuitScreen)]
     keymap = getattr(app, "_keymap", {}) or {}
     rows = []

@@ -11,6 +11,7 @@ its last saved state. Quitting does the same (see `ShakeApp.action_quit`).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,8 +27,8 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from engine.agents.analyzer import Classification
 from engine.errors import AttemptsExhausted, GenerationCancelled, ShakeError
-from engine.session import Proposal, Session, SessionEvent
-from tui.session_view import SessionView, StallInfo, plural
+from engine.session import EventSink, Proposal, Session, SessionEvent
+from tui.session_view import SessionView, plural
 from tui.widgets.diff import DiffPane
 from tui.widgets.discovery_hint import DiscoveryHint
 from tui.widgets.feedback import FeedbackBox, FeedbackInput, LabelConfirm
@@ -37,21 +38,22 @@ from tui.widgets.run_log import RunLog
 from tui.widgets.status import StatusBar
 
 TABS = {"live": "tab-live", "diff": "tab-diff", "log": "tab-log"}
-Operation = Callable[[threading.Event, Callable[[SessionEvent], None], Callable[[str, str], None]], None]
+SKIP_CONFIRM_S = 3.0
+Operation = Callable[[threading.Event, EventSink, Callable[[str, str], None]], None]
 
 
-def run_failure(log: str) -> str:
-    """One line from a failed run's log: its status and its last line (the exception, usually)."""
-    lines = [line for line in log.strip().splitlines() if line.strip()]
+def one_line(reason: str, limit: int = 200) -> str:
+    """A multi-line reason (an exit code, then a traceback) as its first and last lines."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
     if not lines:
-        return "the script failed"
-    status = lines[0].partition("#")[2].partition(",")[0].strip() or "failed"
-    last = lines[-1].strip() if len(lines) > 2 else ""
-    return f"the script failed ({status})" + (f": {last}" if last else "")
+        return "every attempt failed"
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def stall_keys() -> str:
-    return "ctrl+g tries again · F6 finds and adds a local teacher · ctrl+n starts another session"
+    return ("ctrl+g tries again · E edits the step's text · S skips the step · F6 finds and adds a local teacher "
+            "· ctrl+n starts another session")
 
 
 class SessionScreen(Screen):
@@ -61,6 +63,9 @@ class SessionScreen(Screen):
         Binding("i", "focus_feedback", "Feedback", id="session.focus_feedback"),
         Binding("w", "save", "Save", id="session.save"),
         Binding("W", "save_as", "Save as", id="session.save_as", show=False),
+        Binding("e", "edit_proposal", "Edit in $EDITOR", id="session.edit_proposal", show=False),
+        Binding("E", "edit_step", "Edit step text", id="session.edit_step", show=False),
+        Binding("S", "skip_step", "Skip step", id="session.skip_step", show=False),
         Binding("1", "show_tab('live')", "Live", id="session.tab_live", show=False),
         Binding("2", "show_tab('diff')", "Diff", id="session.tab_diff", show=False),
         Binding("3", "show_tab('log')", "Run log", id="session.tab_log", show=False),
@@ -119,7 +124,8 @@ class SessionScreen(Screen):
 
     @dataclass
     class Stalled(Message):
-        stall: StallInfo
+        """Every worker teacher used its attempts on the step; `view.stall` says why."""
+
         view: SessionView
 
     @dataclass
@@ -138,7 +144,7 @@ class SessionScreen(Screen):
         self.view: SessionView | None = None
         self.cancel_event = threading.Event()
         self.busy = False
-        self.stall: StallInfo | None = None
+        self._skip_armed_until = 0.0  # S pressed once: a second press within SKIP_CONFIRM_S skips
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="session-body"):
@@ -191,13 +197,13 @@ class SessionScreen(Screen):
             return
         step = view.current_step
         if view.status == "stalled" and step is not None:
-            attempts = plural(self.stall.attempts, "attempt") if self.stall else "its attempts"
+            attempts = plural(view.stall.attempts, "attempt") if view.stall else "its attempts"
             status.attempts = f"step {step.number}: stalled after {attempts}"
         elif step is not None and view.status not in ("done", "planning"):
             status.attempts = f"step {step.number}: {plural(view.cycle, 'cycle')}, {view.failures} failed"
         else:
             status.attempts = view.progress if view.status in ("done", "planning") else ""
-        self.query_one(PlanView).show_steps(view.steps, view.step_index, self.stall)
+        self.query_one(PlanView).show_steps(view.steps, view.step_index, view.stall)
         self.query_one("#request", Static).update(Text(f"Request: {view.request}"))
 
     # -- starting and resuming ----------------------------------------------------------------
@@ -227,13 +233,15 @@ class SessionScreen(Screen):
             live.show_banner(f"Resumed session {view.id} at {view.progress}: the proposal waits for your feedback (i).")
         elif view and view.status == "done":
             await self.show_finished()
+        elif view and view.status == "stalled":
+            self.show_stall(view)
         else:
             what = "stalled; ctrl+g tries again" if view and view.status == "stalled" else "ctrl+g continues"
             live.show_banner(f"Resumed session {session.id} at {view.progress if view else '?'}: {what}.",
                              "warning" if view and view.status == "stalled" else "info")
 
     async def _forget_session(self) -> None:
-        self.session, self.view, self.stall = None, None, None
+        self.session, self.view = None, None
         self.query_one(LivePane).reset()
         await self.query_one(DiffPane).clear()
         self.query_one(RunLog).clear()
@@ -247,17 +255,12 @@ class SessionScreen(Screen):
         """The frame every engine worker shares: cancel event, event and token sinks, one result
         message for every way an operation can end."""
         self.cancel_event = cancel = threading.Event()
-        last_failure = [""]
 
         def emit(event: SessionEvent) -> None:
             # After Esc or quit, the engine's next event ends the operation before it saves anything:
             # a run killed by the cancel must not be stored as a failed attempt.
             if cancel.is_set():
                 raise GenerationCancelled("cancelled by the user")
-            if event.kind == "failed":
-                last_failure[0] = event.text
-            elif event.kind == "run" and not event.data.get("ok", True):
-                last_failure[0] = run_failure(event.text)
             self.post_message(self.Progress(event, self._view()))
 
         def on_token(agent: str, text: str) -> None:
@@ -269,7 +272,7 @@ class SessionScreen(Screen):
         except GenerationCancelled:
             self.post_message(self.Cancelled(self._view()))
         except AttemptsExhausted:
-            self.post_message(self.Stalled(self._stall_info(last_failure[0]), self._view()))
+            self.post_message(self.Stalled(self._view()))
         except ShakeError as err:
             self.post_message(self.Failed(str(err)))
         except Exception as err:  # never a traceback on screen; the message says what broke
@@ -279,12 +282,6 @@ class SessionScreen(Screen):
 
     def _view(self) -> SessionView | None:
         return SessionView.of(self.session.state) if self.session is not None else None
-
-    def _stall_info(self, reason: str) -> StallInfo:
-        # The engine gives each worker teacher `switch_teacher_after` attempts on a step.
-        config = self.app.config
-        attempts = config.session.switch_teacher_after * len(self.session.worker_teachers())
-        return StallInfo(attempts, reason or "every attempt failed")
 
     def _propose_and_report(self, cancel, emit, on_token) -> None:
         self.post_message(self.Busy("the agents are working"))
@@ -314,14 +311,35 @@ class SessionScreen(Screen):
 
         self._run("the analyzer reads your feedback", operation)
 
-    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
-    def apply_label(self, classification: Classification) -> None:
+    def _change_then_propose(self, what: str, change: Callable[[EventSink], None]) -> None:
+        """A change to the session (a label, an edit, a skip), then the next proposal unless it is done."""
         def operation(cancel, emit, on_token) -> None:
-            self.session.apply_feedback(classification, emit=emit)
+            change(emit)
             if self.session.status != "done":
                 self._propose_and_report(cancel, emit, on_token)
 
-        self._run("recording feedback", operation)
+        self._run(what, operation)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def apply_label(self, classification: Classification) -> None:
+        self._change_then_propose("recording feedback",
+                                  lambda emit: self.session.apply_feedback(classification, emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def accept_edit(self, script: str) -> None:
+        """The user's own edit is the step's accepted output (origin `user_edit`)."""
+        self._change_then_propose("recording your edit", lambda emit: self.session.accept_user_edit(script, emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def skip(self) -> None:
+        self._change_then_propose("skipping the step", lambda emit: self.session.skip_step(emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def reword_step(self, text: str) -> None:
+        def operation(cancel, emit, on_token) -> None:
+            self.session.edit_step(text)
+
+        self._run("saving the step's text", operation)
 
     # -- worker reports -----------------------------------------------------------------------
     @on(Busy)
@@ -351,7 +369,6 @@ class SessionScreen(Screen):
         if event.kind == "plan":
             live.show_banner(f"Plan: {plural(len(message.view.steps), 'step')}. The lead writes the first instruction…")
         elif event.kind == "instruction":
-            self.stall = None
             live.hide_banner()
             self.query_one(TabbedContent).active = "tab-live"
             live.set_instruction(event.text, event.data.get("cycle", 0), event.data.get("teacher", ""))
@@ -361,7 +378,7 @@ class SessionScreen(Screen):
             live.note(event.text)
             if event.kind in ("failed", "switch"):
                 self.app.notify(event.text, severity="warning")
-        elif event.kind == "accepted":
+        elif event.kind in ("accepted", "skipped"):
             self.app.notify(event.text)
         elif event.kind == "done":
             await self.show_finished()
@@ -380,16 +397,20 @@ class SessionScreen(Screen):
 
     @on(Stalled)
     def on_stalled(self, message: Stalled) -> None:
-        self.stall, self.view = message.stall, message.view
-        step = message.view.current_step
+        self.view = message.view
+        self.show_stall(message.view)
+        self.refresh_status()
+
+    def show_stall(self, view: SessionView) -> None:
+        step, stall = view.current_step, view.stall
         text = Text()
-        text.append(f"Step {step.number if step else '?'} stalled after {plural(message.stall.attempts, 'attempt')}",
-                    style="bold")
-        text.append(f": {message.stall.reason}\n")  # engine text: plain, never markup
-        text.append(stall_keys())
+        attempts = f" after {plural(stall.attempts, 'attempt')}" if stall else ""
+        text.append(f"Step {step.number if step else '?'} stalled{attempts}", style="bold")
+        if stall:
+            text.append(f": {one_line(stall.reason)}")  # engine text: plain, never markup
+        text.append("\n" + stall_keys())
         self.query_one(LivePane).show_banner(text, "error")
         self.query_one(TabbedContent).active = "tab-live"
-        self.refresh_status()
 
     @on(Cancelled)
     def on_cancelled(self, message: Cancelled) -> None:
@@ -472,7 +493,6 @@ class SessionScreen(Screen):
             self.app.notify("The session was saved before its plan: planning again")
             self.replan()
         elif self.session.status in ("working", "stalled", "review"):
-            self.stall = None
             self.query_one(LivePane).hide_banner()
             self.propose()
 
@@ -540,6 +560,85 @@ class SessionScreen(Screen):
 
     def action_focus_feedback(self) -> None:
         self.query_one(FeedbackInput).focus()
+
+    # -- steering: the user's own edit, the step's text, skipping it ---------------------------
+    def _can_steer(self, what: str) -> bool:
+        if self.session is None:
+            self.app.notify(f"No session: nothing to {what}", severity="warning")
+            return False
+        if self.busy:
+            self.app.notify(f"Wait for the engine (or Esc) before you {what}", severity="warning")
+            return False
+        return True
+
+    def action_edit_proposal(self) -> None:
+        """Open the proposal in $EDITOR; what the user saves can become the step's accepted output."""
+        from tui.editor import edit_text
+        from tui.screens.ask import ConfirmDiffScreen
+
+        if not self._can_steer("edit"):
+            return
+        proposal = self.session.pending_proposal()
+        if proposal is None:
+            self.app.notify("There is no proposal to edit yet", severity="warning")
+            return
+        try:
+            edited = edit_text(self.app, proposal.script, name=self.session_script_name())
+        except ShakeError as err:
+            self.app.notify(str(err), severity="error", timeout=10)
+            return
+        if not edited.changed:
+            self.app.notify("The script is unchanged: nothing was taken from the editor")
+            return
+
+        def decided(take: bool | None) -> None:
+            if take:
+                self.accept_edit(edited.text)
+
+        self.app.push_screen(ConfirmDiffScreen(
+            "Your edit of the proposal", "Accepting makes your script the step's output (the proposal it replaces is "
+            "stored as a Further-edit row): the dataset learns from your fix.", proposal.script, edited.text,
+            "Accept my edit"), decided)
+
+    def session_script_name(self) -> str:
+        return SessionView.of(self.session.state).script_path.name or "script.py"
+
+    def action_edit_step(self) -> None:
+        from tui.screens.ask import AskTextScreen
+
+        if not self._can_steer("edit the step"):
+            return
+        view = SessionView.of(self.session.state)
+        step = view.current_step
+        if step is None or view.status in ("done", "planning"):
+            self.app.notify("There is no current step to edit", severity="warning")
+            return
+
+        def kept(text: str | None) -> None:
+            if text is not None and text != step.text:
+                self.reword_step(text)
+
+        self.app.push_screen(AskTextScreen(f"Step {step.number}: what should it do?", step.text,
+                                           "The next instruction follows the new wording (rows keep their prompt). "
+                                           "Enter keeps it · Esc leaves it as it was"), kept)
+
+    def action_skip_step(self) -> None:
+        if not self._can_steer("skip a step"):
+            return
+        view = SessionView.of(self.session.state)
+        step = view.current_step
+        if step is None or view.status in ("done", "planning"):
+            self.app.notify("There is no step to skip", severity="warning")
+            return
+        now = time.monotonic()
+        if now > self._skip_armed_until:
+            self._skip_armed_until = now + SKIP_CONFIRM_S
+            self.app.notify(f"Press S again to skip step {step.number} (it stays undone; its rows are never trained "
+                            "on)", severity="warning", timeout=SKIP_CONFIRM_S)
+            return
+        self._skip_armed_until = 0.0
+        self.query_one(LivePane).hide_banner()
+        self.skip()
 
     # -- saving -------------------------------------------------------------------------------
     def action_save(self) -> None:

@@ -7,11 +7,13 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from tui.session_view import StallInfo, StepView, plural
+from engine.store.schema import StallInfo
+from tui.session_view import StepView, plural
 
-ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓", "stalled": "!"}
-WORDS = {"pending": "to do", "running": "working", "review": "your review", "accepted": "accepted", "stalled": "stalled"}
-LEGEND = "  ".join(f"{ICONS[k]} {WORDS[k]}" for k in ("running", "review", "accepted", "pending", "stalled"))
+ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓", "stalled": "!", "skipped": "–"}
+WORDS = {"pending": "to do", "running": "working", "review": "your review", "accepted": "accepted",
+         "stalled": "stalled", "skipped": "skipped"}
+LEGEND = "  ".join(f"{ICONS[k]} {WORDS[k]}" for k in ("running", "review", "accepted", "pending", "stalled", "skipped"))
 
 
 class PlanView(OptionList):
