@@ -12,7 +12,11 @@ typed into the feedback box; latency is from posting the key event to the app (a
 driver does) until the input holds the character, plus one 60 Hz frame for it to be drawn; median
 and p95 over 60 keys. (Pilot's `pause()` is not used: it waits for the app to go idle, which a
 streaming worker never lets it do.)
-Targets: first paint under 1 s, median key latency under 50 ms. Prints one JSON object last.
+Quit: the app runs in a pseudo-terminal (as `shake` runs) while a scripted worker streams a long
+answer; ctrl+q is typed, and the time until the process has exited is measured; median of 3.
+
+Targets: first paint under 1 s, median key latency under 50 ms, quit during generation under 1 s.
+Prints one JSON object last.
 """
 
 from __future__ import annotations
@@ -105,10 +109,37 @@ async def key_latency(tmp: Path) -> tuple[float, float, int]:
     return statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1], streamed
 
 
+def quit_during_generation(tmp: Path) -> float:
+    from test_app_terminal import STREAMING, Terminal
+
+    (tmp / "q.toml").write_text('[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n'
+                                '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a", "b"]\nanalyzer = ["a"]\n')
+    script = tmp / "q.py"
+    script.write_text('print("hello")\n')
+    env = {**os.environ, "TERM": "xterm-256color", "SHAKE_CONFIG": str(tmp / "q.toml")}
+    times = []
+    for i in range(3):
+        env["SHAKE_DATA"] = str(tmp / f"quit-data-{i}")
+        term = Terminal(STREAMING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script)), env)
+        try:
+            if not term.wait_for(b"worker:", timeout=60):
+                raise SystemExit("quit benchmark: the worker never streamed")
+            term.read_for(0.5)
+            started = time.monotonic()
+            term.type(b"\x11")
+            if not term.exited_within(30):
+                raise SystemExit("quit benchmark: the app did not exit within 30 s")
+            times.append(time.monotonic() - started)
+        finally:
+            term.close()
+    return statistics.median(times)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paint, heavy = first_paint(tmp)
+        quit_s = quit_during_generation(tmp)
         median, p95, streamed = asyncio.run(key_latency(tmp))
     assert streamed > 0, "tokens must have streamed while the keys were typed"
     print(json.dumps({
@@ -117,7 +148,8 @@ def main() -> None:
         "key_latency_median_ms": round(median * 1000, 1),
         "key_latency_p95_ms": round(p95 * 1000, 1),
         "chars_streamed_during_keys": streamed,
-        "targets": {"first_paint_s_max": 1.0, "key_latency_median_ms_max": 50},
+        "quit_during_generation_s": round(quit_s, 3),
+        "targets": {"first_paint_s_max": 1.0, "key_latency_median_ms_max": 50, "quit_during_generation_s_max": 1.0},
     }))
 
 

@@ -46,6 +46,24 @@ CHILD = textwrap.dedent("""
 """)
 
 
+STREAMING = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from pathlib import Path
+    from engine.config import load_config
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher, worker_answer
+    from tui.app import ShakeApp
+    from tui.cli import run_app
+
+    config = load_config()
+    slow = ScriptedTeacher("a", {{"worker": [worker_answer('print("hello")\\n' * 400)]}}, delay_s=0.02)
+    pool = TeacherPool(config, extra={{"a": slow, "b": ScriptedTeacher("b")}})
+    script = Path({script!r})
+    sys.exit(run_app(ShakeApp(script, "say it many times", config=config, pool=pool, check_ollama=False)))
+""")
+
+
 class Terminal:
     """A child process on a pty of a given size; collects everything it writes."""
 
@@ -117,3 +135,24 @@ def test_frames_drawn_while_a_model_load_silences_stderr_still_reach_the_termina
         assert term.status == 0
     finally:
         term.close()
+
+
+def test_ctrl_q_while_a_worker_streams_ends_the_process_at_once(terminal_env, shake_env):
+    # Issue #15 item 2: "ctrl+q during generation shows a blank screen for 25-54 s".
+    script = shake_env / "hello.py"
+    script.write_text('print("hello")\n')
+    code = STREAMING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script))
+    term = Terminal(code, terminal_env)
+    try:
+        assert term.wait_for(b"worker:", timeout=60), "the worker never streamed"
+        term.read_for(0.5)
+        started = time.monotonic()
+        term.type(b"\x11")  # ctrl+q
+        assert term.exited_within(10), "the app did not exit"
+        took = time.monotonic() - started
+    finally:
+        term.close()
+    assert term.status == 0
+    # Within a second on an idle machine (benchmarks/bench_app.py measures it); generous here, where the
+    # test machine may be loaded: the point is that the streaming answer (8 s more) is not waited for.
+    assert took < 3.0, f"the app took {took:.2f} s to exit"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -22,16 +23,17 @@ from textual.binding import Binding
 from textual.message import Message
 
 from engine.config import Config, UIConfig, default_of, load_config
-from engine.config_edit import add_teacher, free_name, slug
 from engine.errors import ShakeError
 from engine.session import Session
 from engine.store import DatasetStore
-from engine.teachers.discovery import Discovery, FoundModel, describe_model, discover, teacher_config
 from engine.teachers.pool import TeacherPool
 from tui.background import in_daemon_thread
 from tui.session_view import SessionView, plural, saved_sessions, unfinished
 from tui.themes import UIState, load_themes
 from tui.training import TrainingRun, default_train_command, forget, recall, request_stop
+
+if TYPE_CHECKING:  # discovery and the config editor load when first used: they cost first paint 1.2 s
+    from engine.teachers.discovery import Discovery, FoundModel
 
 HINT_KEY = "discovery_hint"  # "dismissed" once the user closed the first-start hint
 ENGINE_STOP_WAIT_S = 2.0  # at quit: how long the engine's cancelled operation may take to end
@@ -189,6 +191,8 @@ class ShakeApp(App):
     # -- discovery of local teachers ----------------------------------------------------------
     def run_discovery(self) -> Discovery:
         """Probe this machine's model servers (blocking: call it from a worker)."""
+        from engine.teachers.discovery import discover
+
         return discover(openai_ports=self.openai_ports)
 
     @work(exclusive=True, group="discovery", exit_on_error=False)
@@ -221,6 +225,9 @@ class ShakeApp(App):
     def add_found_teacher(self, found: FoundModel) -> str:
         """Write `[teachers.NAME]` for a found model, first in the worker's list; the app uses the new
         configuration from the next session on. Returns NAME."""
+        from engine.config_edit import add_teacher, free_name, slug
+        from engine.teachers.discovery import describe_model, teacher_config
+
         name = free_name(slug(found.model), self.config.teachers)
         comment = f"added by the app from {found.source}: {describe_model(found)}"
         after = add_teacher(self.config.config_path, teacher_config(found, name), comment=comment)

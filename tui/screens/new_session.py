@@ -19,10 +19,12 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Footer, Input, Label, TextArea
 
-from engine.config_edit import free_name, slug
-from engine.teachers.discovery import Discovery, configured_as, describe_model
+from typing import TYPE_CHECKING
 from tui.widgets.teacher_picker import TeacherChoice, TeacherList, TeacherPicker
 from tui.widgets.typing import ForwardsTyping
+
+if TYPE_CHECKING:
+    from engine.teachers.discovery import Discovery
 
 
 @dataclass
@@ -59,6 +61,9 @@ def teacher_choices(config, worker: list[str]) -> list[TeacherChoice]:
 
 def found_choices(config, found: Discovery) -> list[TeacherChoice]:
     """Models discovery found that no configured teacher runs yet."""
+    from engine.config_edit import free_name, slug
+    from engine.teachers.discovery import configured_as, describe_model
+
     taken = set(config.teachers)
     choices = []
     for model in found.models:

@@ -16,8 +16,12 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from typing import TYPE_CHECKING
+
 from engine.config import Config
-from engine.teachers.discovery import Discovery, FoundModel, configured_as, describe_model, describe_server
+
+if TYPE_CHECKING:
+    from engine.teachers.discovery import Discovery, FoundModel
 
 
 class DiscoveryHint(Vertical):
@@ -48,6 +52,8 @@ class DiscoveryHint(Vertical):
 
     def show(self, config: Config, found: Discovery, teacher_status: dict[str, str | None]) -> None:
         """What is in use, what was found, and the keys; an added model shows as configured."""
+        from engine.teachers.discovery import configured_as, describe_model, describe_server
+
         worker = " → ".join(
             f"{name} {'✓' if teacher_status.get(name, '') is None else ('✗' if teacher_status.get(name) else '…')}"
             for name in config.agents["worker"])

@@ -11,6 +11,7 @@ it to the config when the session starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.binding import Binding
@@ -18,8 +19,10 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.teachers.discovery import FoundModel
 from tui.widgets.typing import ForwardsTyping
+
+if TYPE_CHECKING:
+    from engine.teachers.discovery import FoundModel
 
 
 @dataclass
