@@ -38,7 +38,7 @@ async def test_save_shows_the_diff_writes_the_script_and_keeps_a_backup(shake_en
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, status_is(app, "review"))
         await accept(pilot, app)
-        assert "w saves the script" in app.session_screen.query_one("#live").banner
+        assert "w saves the script" in app.session_screen.query_one("#banner").text
         await pilot.press("w")
         await wait_for(pilot, on_screen(app, "SaveScreen"))
         await pilot.pause(0.2)
@@ -207,7 +207,7 @@ async def test_a_stalled_step_says_so_and_what_helps(shake_env):
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, status_is(app, "stalled"))
         await pilot.pause(0.2)
-        banner = app.session_screen.query_one("#live").banner
+        banner = app.session_screen.query_one("#banner").text
         # switch_teacher_after = 2, two worker teachers
         assert "Step 1 stalled after 4 attempts" in banner
         assert "Exit code 3" in banner
@@ -218,7 +218,7 @@ async def test_a_stalled_step_says_so_and_what_helps(shake_env):
         assert "stalled after 4 attempts" in status and "0 failed" not in status
         assert not any("shake session --resume" in n for n in notes(app))
         await pilot.pause(1.0)
-        assert "stalled after 4 attempts" in app.session_screen.query_one("#live").banner  # it stays
+        assert "stalled after 4 attempts" in app.session_screen.query_one("#banner").text  # it stays
 
 
 # -- 4. the new-session form ----------------------------------------------------------------------
@@ -393,7 +393,7 @@ async def test_start_up_mentions_unfinished_sessions_and_resuming_waits_for_the_
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause(0.2)
         assert any("1 unfinished session: F5 lists them" in n for n in notes(app))
-        assert "F5 lists 1 unfinished session" in app.session_screen.query_one("#live").banner
+        assert "F5 lists 1 unfinished session" in app.session_screen.query_one("#banner").text
         await pilot.press("f5")
         await wait_for(pilot, on_screen(app, "SessionsScreen"))
         table = app.screen.query_one("#sessions-table")
@@ -405,7 +405,7 @@ async def test_start_up_mentions_unfinished_sessions_and_resuming_waits_for_the_
         await pilot.pause(0.5)
         assert teacher.calls == []  # nothing generated: the proposal was waiting, and still is
         assert not app.session_screen.busy
-        assert "waits for your feedback" in app.session_screen.query_one("#live").banner
+        assert "waits for your feedback" in app.session_screen.query_one("#banner").text
         assert app.session_screen.query_one("#diff").after == A
 
 
@@ -419,7 +419,7 @@ async def test_a_new_session_shows_planning_and_nothing_of_the_previous_one(shak
         teacher.delay_s = 0.2  # the next planner answers slowly
         await app.session_screen.start(shake_env / "hello.py", "print it twice")
         await pilot.pause(0.1)
-        assert "Planning" in app.session_screen.query_one("#live").banner
+        assert "Planning" in app.session_screen.query_one("#banner").text
         assert "No session" not in screen_text(app)
         assert app.session_screen.query_one("#diff").after == ""  # not the previous session's proposal
         assert "proposal by" not in rendered(app.session_screen.query_one("#status"))

@@ -64,6 +64,23 @@ STREAMING = textwrap.dedent("""
 """)
 
 
+REVIEWING = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from pathlib import Path
+    from engine.config import load_config
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher, worker_answer
+    from tui.app import ShakeApp
+    from tui.cli import run_app
+
+    config = load_config()
+    answers = {{"planner": ["1. Say bye"], "worker": [worker_answer('print("hello")\\nprint("bye")\\n')]}}
+    pool = TeacherPool(config, extra={{"a": ScriptedTeacher("a", answers), "b": ScriptedTeacher("b")}})
+    sys.exit(run_app(ShakeApp(Path({script!r}), "say bye", config=config, pool=pool, check_ollama=False)))
+""")
+
+
 class Terminal:
     """A child process on a pty of a given size; collects everything it writes."""
 
@@ -156,3 +173,32 @@ def test_ctrl_q_while_a_worker_streams_ends_the_process_at_once(terminal_env, sh
     # Within a second on an idle machine (benchmarks/bench_app.py measures it); generous here, where the
     # test machine may be loaded: the point is that the streaming answer (8 s more) is not waited for.
     assert took < 3.0, f"the app took {took:.2f} s to exit"
+
+
+def test_the_editor_gets_the_terminal_and_the_users_edit_is_accepted(terminal_env, shake_env):
+    from engine.store import DatasetStore
+
+    script = shake_env / "hello.py"
+    script.write_text('print("hello")\n')
+    editor = shake_env / "editor.py"
+    editor.write_text("import sys, pathlib\nprint('EDITOR-RAN', file=sys.stderr)\n"
+                      "pathlib.Path(sys.argv[-1]).write_text('print(\"mine\")\\n')\n")
+    env = {**terminal_env, "EDITOR": f"{sys.executable} {editor}"}
+    env.pop("VISUAL", None)
+    term = Terminal(REVIEWING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script)), env)
+    try:
+        assert term.wait_for(b"proposal by", timeout=60)
+        term.read_for(0.5)
+        term.type(b"e")
+        assert term.wait_for(b"EDITOR-RAN", timeout=30), "the editor did not get the terminal"
+        assert term.wait_for(b"Accept my edit", timeout=30)  # the app is back, showing the diff
+        term.read_for(0.3)
+        term.type(b"\x12")  # ctrl+r
+        assert term.wait_for(b"Every step is accepted", timeout=30)
+        term.type(b"\x11")
+        assert term.exited_within(10)
+    finally:
+        term.close()
+    with DatasetStore(shake_env / "data", writable=False) as store:
+        (row,) = [r for r in store.rows() if r.agent == "worker"]
+    assert row.chosen.script == 'print("mine")\n' and row.chosen.origin == "user_edit"

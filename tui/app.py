@@ -108,6 +108,7 @@ class ShakeApp(App):
         self.unfinished_sessions: list[SessionView] = unfinished(saved_sessions(self.store))
         self.training: TrainingRun | None = recall(self.ui_state)
         self.new_session_draft = None
+        self.terminal = None  # the terminal file when `run_app` draws on its own copy (tui/terminal.py)
         for theme in load_themes():
             self.register_theme(theme)
         wanted = self.ui_state.get("theme") or self.config.ui.theme

@@ -49,6 +49,7 @@ def run_app(app) -> int:
     with own_terminal(log) as terminal:
         if terminal is not None:
             app.driver_class = driver_for(terminal) or app.driver_class
+            app.terminal = terminal  # programs the app hands the screen to (the editor) write here too
         app.run()
     if app.return_code:
         print(f"shake: the app stopped on an error; details in {log}", file=sys.stderr)

@@ -14,10 +14,12 @@ from engine.editor import EditResult, edit_in_editor
 
 
 def edit_text(app, text: str, *, name: str = "script.py") -> EditResult:
+    terminal = getattr(app, "terminal", None)  # descriptor 2 goes to the app's log (see tui/terminal.py)
+
     def run(command: list[str]) -> int:
         try:
             with app.suspend():
-                return subprocess.call(command)
+                return subprocess.call(command, stderr=terminal)
         except SuspendNotSupported:
             return subprocess.call(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)

@@ -29,6 +29,7 @@ from engine.agents.analyzer import Classification
 from engine.errors import AttemptsExhausted, GenerationCancelled, ShakeError
 from engine.session import EventSink, Proposal, Session, SessionEvent
 from tui.session_view import SessionView, plural
+from tui.widgets.banner import Banner
 from tui.widgets.diff import DiffPane
 from tui.widgets.discovery_hint import DiscoveryHint
 from tui.widgets.feedback import FeedbackBox, FeedbackInput, LabelConfirm
@@ -154,6 +155,7 @@ class SessionScreen(Screen):
                 yield Static(LEGEND, id="plan-legend", classes="dim-text")
                 yield Static("", id="request", classes="dim-text")
             with Vertical(id="main"):
+                yield Banner(id="banner")
                 hint = DiscoveryHint(id="discovery-hint")
                 hint.display = False
                 yield hint
@@ -182,7 +184,7 @@ class SessionScreen(Screen):
         waiting = self.app.unfinished_sessions
         if waiting:
             text += f"; F5 lists {plural(len(waiting), 'unfinished session')} to resume"
-        self.query_one(LivePane).show_banner(text + ".")
+        self.query_one(Banner).say(text + ".")
 
     # -- status -------------------------------------------------------------------------------
     def refresh_status(self) -> None:
@@ -213,7 +215,7 @@ class SessionScreen(Screen):
             self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
             return
         await self._forget_session()
-        self.query_one(LivePane).show_banner(f"Planning: the planner splits the request for {Path(script).name} "
+        self.query_one(Banner).say(f"Planning: the planner splits the request for {Path(script).name} "
                                              "into steps…")
         self.start_session(script, request)
 
@@ -226,23 +228,23 @@ class SessionScreen(Screen):
         self.session = session
         self.refresh_status()
         view = self.view
-        live = self.query_one(LivePane)
         proposal = session.pending_proposal() if view and view.status == "review" else None
         if proposal is not None:
             await self.show_proposal(proposal)
-            live.show_banner(f"Resumed session {view.id} at {view.progress}: the proposal waits for your feedback (i).")
+            self.query_one(Banner).say(f"Resumed session {view.id} at {view.progress}: the proposal waits for your "
+                                       "feedback (i).")
         elif view and view.status == "done":
             await self.show_finished()
         elif view and view.status == "stalled":
             self.show_stall(view)
         else:
-            what = "stalled; ctrl+g tries again" if view and view.status == "stalled" else "ctrl+g continues"
-            live.show_banner(f"Resumed session {session.id} at {view.progress if view else '?'}: {what}.",
-                             "warning" if view and view.status == "stalled" else "info")
+            self.query_one(Banner).say(f"Resumed session {session.id} at {view.progress if view else '?'}: "
+                                       "ctrl+g continues.")
 
     async def _forget_session(self) -> None:
         self.session, self.view = None, None
         self.query_one(LivePane).reset()
+        self.query_one(Banner).clear()
         await self.query_one(DiffPane).clear()
         self.query_one(RunLog).clear()
         self.query_one(PlanView).clear_options()
@@ -367,9 +369,10 @@ class SessionScreen(Screen):
         event, self.view = message.event, message.view
         live = self.query_one(LivePane)
         if event.kind == "plan":
-            live.show_banner(f"Plan: {plural(len(message.view.steps), 'step')}. The lead writes the first instruction…")
+            steps = plural(len(message.view.steps), "step")
+            self.query_one(Banner).say(f"Plan: {steps}. The lead writes the first instruction…")
         elif event.kind == "instruction":
-            live.hide_banner()
+            self.query_one(Banner).clear()
             self.query_one(TabbedContent).active = "tab-live"
             live.set_instruction(event.text, event.data.get("cycle", 0), event.data.get("teacher", ""))
         elif event.kind == "run":
@@ -387,7 +390,7 @@ class SessionScreen(Screen):
     @on(ProposalReady)
     async def on_proposal(self, message: ProposalReady) -> None:
         self.view = message.view
-        self.query_one(LivePane).hide_banner()
+        self.query_one(Banner).clear()
         await self.show_proposal(message.proposal)
         self.refresh_status()
 
@@ -409,7 +412,7 @@ class SessionScreen(Screen):
         if stall:
             text.append(f": {one_line(stall.reason)}")  # engine text: plain, never markup
         text.append("\n" + stall_keys())
-        self.query_one(LivePane).show_banner(text, "error")
+        self.query_one(Banner).say(text, "error")
         self.query_one(TabbedContent).active = "tab-live"
 
     @on(Cancelled)
@@ -420,7 +423,7 @@ class SessionScreen(Screen):
     @on(Failed)
     def on_failed(self, message: Failed) -> None:
         self.app.notify(message.error, severity="error", timeout=10)
-        self.query_one(LivePane).show_banner(message.error, "error")
+        self.query_one(Banner).say(message.error, "error")
 
     async def show_proposal(self, proposal: Proposal) -> None:
         teacher = proposal.teacher
@@ -439,7 +442,7 @@ class SessionScreen(Screen):
         await self.query_one(DiffPane).show(view.original_script, view.current_script)
         self.query_one(TabbedContent).active = "tab-diff"
         self.query_one(DiffPane).focus()
-        self.query_one(LivePane).show_banner(
+        self.query_one(Banner).say(
             f"Every step is accepted. w saves the script to {view.script_path.name} (with a diff and a backup), "
             "W saves it elsewhere, x copies it.", "success")
 
@@ -493,7 +496,7 @@ class SessionScreen(Screen):
             self.app.notify("The session was saved before its plan: planning again")
             self.replan()
         elif self.session.status in ("working", "stalled", "review"):
-            self.query_one(LivePane).hide_banner()
+            self.query_one(Banner).clear()
             self.propose()
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
@@ -637,7 +640,7 @@ class SessionScreen(Screen):
                             "on)", severity="warning", timeout=SKIP_CONFIRM_S)
             return
         self._skip_armed_until = 0.0
-        self.query_one(LivePane).hide_banner()
+        self.query_one(Banner).clear()
         self.skip()
 
     # -- saving -------------------------------------------------------------------------------

@@ -2,8 +2,7 @@
 
 Tokens arrive far faster than a screen needs to change: they are buffered and appended to a
 `WrappedLog` (which wraps long lines and re-renders only the line that grows) at most 20 times a
-second, so that a streaming worker never makes the keyboard wait. A banner above says what the
-session is waiting for when nothing streams (planning, a stalled step, no session).
+second, so that a streaming worker never makes the keyboard wait.
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ MAX_LINES = 4000
 
 class LivePane(Vertical):
     def compose(self):
-        banner = Static("", id="live-banner")
-        banner.display = False
-        yield banner
         with VerticalScroll(id="live-instruction-box"):
             yield Static("", id="live-instruction", classes="section")
         yield WrappedLog(max_lines=MAX_LINES, id="live-stream")
@@ -36,21 +32,6 @@ class LivePane(Vertical):
     def text(self) -> str:
         return self.query_one(WrappedLog).text + "".join(self._pending)
 
-    @property
-    def banner(self) -> str:
-        banner = self.query_one("#live-banner", Static)
-        return str(banner.render()) if banner.display else ""
-
-    def show_banner(self, text: Text | str, kind: str = "info") -> None:
-        """A line that stays until the next one replaces it: `kind` is info, warning or error."""
-        banner = self.query_one("#live-banner", Static)
-        banner.update(text if isinstance(text, Text) else Text(text))
-        banner.set_classes(f"banner-{kind}")
-        banner.display = True
-
-    def hide_banner(self) -> None:
-        self.query_one("#live-banner", Static).display = False
-
     def set_instruction(self, text: str, cycle: int, teacher: str) -> None:
         body = Text()
         body.append(f"Instruction (cycle {cycle}, worker: {teacher})\n", style="bold")
@@ -61,7 +42,6 @@ class LivePane(Vertical):
     def reset(self) -> None:
         """A new session: nothing of the previous one stays."""
         self.query_one("#live-instruction", Static).update("")
-        self.hide_banner()
         self.reset_stream()
 
     def reset_stream(self) -> None:
