@@ -217,7 +217,7 @@ class SessionScreen(Screen):
         await self._forget_session()
         self.query_one(Banner).say(f"Planning: the planner splits the request for {Path(script).name} "
                                              "into steps…")
-        self.start_session(script, request)
+        self._launch(self.start_session, script, request)
 
     async def resume(self, session: Session) -> None:
         """Show a saved session as it stands and wait for the user (ctrl+g continues)."""
@@ -253,10 +253,16 @@ class SessionScreen(Screen):
         self.refresh_status()
 
     # -- the engine workers -------------------------------------------------------------------
+    def _launch(self, worker: Callable, *args) -> None:
+        """Start an engine worker. From now on only the worker touches the session, and Esc stops it."""
+        self.busy = True
+        self.cancel_event = threading.Event()
+        worker(*args)
+
     def _run(self, what: str, operation: Operation) -> None:
         """The frame every engine worker shares: cancel event, event and token sinks, one result
         message for every way an operation can end."""
-        self.cancel_event = cancel = threading.Event()
+        cancel = self.cancel_event
 
         def emit(event: SessionEvent) -> None:
             # After Esc or quit, the engine's next event ends the operation before it saves anything:
@@ -456,14 +462,14 @@ class SessionScreen(Screen):
             self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
             return
         self.app.ui_state.set("feedback_history", self.query_one(FeedbackInput).history)
-        self.classify(message.text)
+        self._launch(self.classify, message.text)
 
     @on(LabelConfirm.Committed)
     def on_label(self, message: LabelConfirm.Committed) -> None:
         if self.session is None or self.session.status != "review" or self.busy:
             return
         self.app.notify(f"{message.classification.name}: recorded")
-        self.apply_label(message.classification)
+        self._launch(self.apply_label, message.classification)
 
     # -- actions ------------------------------------------------------------------------------
     def action_cancel(self) -> None:
@@ -494,10 +500,10 @@ class SessionScreen(Screen):
             self.app.notify("Every step is accepted: w saves the script, ctrl+n starts a new session")
         elif self.session.status == "planning":
             self.app.notify("The session was saved before its plan: planning again")
-            self.replan()
+            self._launch(self.replan)
         elif self.session.status in ("working", "stalled", "review"):
             self.query_one(Banner).clear()
-            self.propose()
+            self._launch(self.propose)
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def replan(self) -> None:
@@ -596,7 +602,7 @@ class SessionScreen(Screen):
 
         def decided(take: bool | None) -> None:
             if take:
-                self.accept_edit(edited.text)
+                self._launch(self.accept_edit, edited.text)
 
         self.app.push_screen(ConfirmDiffScreen(
             "Your edit of the proposal", "Accepting makes your script the step's output (the proposal it replaces is "
@@ -619,7 +625,7 @@ class SessionScreen(Screen):
 
         def kept(text: str | None) -> None:
             if text is not None and text != step.text:
-                self.reword_step(text)
+                self._launch(self.reword_step, text)
 
         self.app.push_screen(AskTextScreen(f"Step {step.number}: what should it do?", step.text,
                                            "The next instruction follows the new wording (rows keep their prompt). "
@@ -641,7 +647,7 @@ class SessionScreen(Screen):
             return
         self._skip_armed_until = 0.0
         self.query_one(Banner).clear()
-        self.skip()
+        self._launch(self.skip)
 
     # -- saving -------------------------------------------------------------------------------
     def action_save(self) -> None:
