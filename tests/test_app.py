@@ -169,14 +169,15 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
     monkeypatch.chdir(shake_env)
     (shake_env / "hello.py").write_text(ORIGINAL)
     config = load_config()
-    app = ShakeApp(Path("hello.py"), "", config=config, pool=TeacherPool(config, extra={"a": ScriptedTeacher("a")}),
-                   check_ollama=False)
+    pool = TeacherPool(config, extra={"a": ScriptedTeacher("a"), "b": ScriptedTeacher("b")})
+    app = ShakeApp(Path("hello.py"), "", config=config, pool=pool, check_ollama=False)
     app.ui_state.set("theme", theme)
 
     async def opened(pilot):
         await wait_for(pilot, on_screen(app, "NewSessionScreen"))
         tree = app.screen.query_one("#picker")
         await wait_for(pilot, lambda: len(tree.root.children) > 0)  # the tree lists the folder in a worker
+        await wait_for(pilot, lambda: app.teacher_status)  # the status bar shows the health check's result
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)
         for widget in app.screen.query("Input, TextArea"):
@@ -297,6 +298,39 @@ def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
         await pilot.pause(0.2)
         app.post_message(ShakeApp.TeachersFound(found_on_this_machine(), True))
         await wait_for(pilot, lambda: app.session_screen.query_one("#discovery-hint").display)
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_your_edit(snap_compare, shake_env, fixed_ids, theme):
+    from tui.screens.ask import ConfirmDiffScreen
+
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        app.push_screen(ConfirmDiffScreen(
+            "Your edit of the proposal", "Accepting makes your script the step's output.", A,
+            'print("hello")\nprint("bye, by hand")\n', "Accept my edit"))
+        await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_step_text(snap_compare, shake_env, fixed_ids, theme):
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        app.session_screen.query_one("#diff").focus()
+        await pilot.press("E")
+        await wait_for(pilot, on_screen(app, "AskTextScreen"))
         await pilot.pause(0.2)
         quiet(app)
 

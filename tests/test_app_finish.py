@@ -490,6 +490,12 @@ async def test_help_shows_keys_as_the_footer_does_and_names_are_not_confused(sha
         assert not any("question_mark" in row[1] or "slash" in row[1] for row in rows)
 
 
+def footer_cut(app, width: int) -> list[str]:
+    keys = list(app.screen.query_one("Footer").query("FooterKey"))
+    assert keys
+    return [k.description for k in keys if k.region.right > width]
+
+
 @pytest.mark.parametrize("width", [160, 120])
 async def test_the_footer_fits_the_terminal(shake_env, width):
     app, _ = make_app(shake_env, ONE_STEP)
@@ -498,7 +504,10 @@ async def test_the_footer_fits_the_terminal(shake_env, width):
         for mode in ("f2", "f3", "f4", "f2"):
             await pilot.press(mode)
             await pilot.pause(0.1)
-            footer = app.screen.query_one("Footer")
-            keys = list(footer.query("FooterKey"))
-            assert keys and all(key.region.right <= width for key in keys), \
-                f"{mode}: {[k.description for k in keys if k.region.right > width]} cut off at {width} columns"
+            assert not footer_cut(app, width), f"{mode}: {footer_cut(app, width)} cut off at {width} columns"
+        # the label confirmation adds its own keys
+        app.session_screen.query_one("#feedback-input").focus()
+        await pilot.press(*"redo: no", "enter")
+        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await pilot.pause(0.1)
+        assert not footer_cut(app, width), f"label: {footer_cut(app, width)} cut off at {width} columns"

@@ -30,7 +30,7 @@ from engine.teachers.pool import TeacherPool
 from tui.background import in_daemon_thread
 from tui.session_view import SessionView, plural, saved_sessions, unfinished
 from tui.themes import UIState, load_themes
-from tui.training import TrainingRun, default_train_command, forget, recall, request_stop
+from tui.training import TrainingRun, default_train_command, forget, recall, request_stop, shake_command
 
 if TYPE_CHECKING:  # discovery and the config editor load when first used: they cost first paint 1.2 s
     from engine.teachers.discovery import Discovery, FoundModel
@@ -102,7 +102,7 @@ class ShakeApp(App):
         self.openai_ports = openai_ports  # None: the usual local ports (see `discovery.OPENAI_PORTS`)
         self.train_args = train_args or []
         self.train_command = train_command or default_train_command()
-        self.shake_command = default_train_command()[:-1]
+        self.shake_command = shake_command()
         self.teacher_status: dict[str, str | None] = {}
         self.discovery: Discovery | None = None
         self.unfinished_sessions: list[SessionView] = unfinished(saved_sessions(self.store))

@@ -19,8 +19,13 @@ from pathlib import Path
 STATE_KEY = "training"
 
 
+def shake_command() -> list[str]:
+    """`shake` as this interpreter runs it (the console script may not be on PATH)."""
+    return [sys.executable, "-m", "tui.cli"]
+
+
 def default_train_command() -> list[str]:
-    return [sys.executable, "-m", "tui.cli", "train"]
+    return [*shake_command(), "train"]
 
 
 @dataclass(frozen=True)

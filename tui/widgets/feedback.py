@@ -48,10 +48,11 @@ class LabelConfirm(Static, can_focus=True):
         classification: Classification
 
     BINDINGS = [
-        Binding("enter", "commit", "Commit label", id="feedback.commit"),
-        Binding("a", "override('accepted')", "Accepted", id="feedback.accept"),
-        Binding("r", "override('redo')", "Redo", id="feedback.redo"),
-        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit"),
+        Binding("enter", "commit", "Commit", tooltip="Commit the label", id="feedback.commit"),
+        # The label line itself names a / r / e; the footer keeps its room for the screen's keys.
+        Binding("a", "override('accepted')", "Accepted", id="feedback.accept", show=False),
+        Binding("r", "override('redo')", "Redo", id="feedback.redo", show=False),
+        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit", show=False),
         Binding("escape", "discard", "Discard", id="feedback.discard"),
     ]
 
