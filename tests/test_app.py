@@ -139,10 +139,16 @@ def fixed_ids(monkeypatch):
     monkeypatch.setattr("engine.store.store.new_id", lambda: f"id{next(counter):04d}")
 
 
+def for_snapshot(app, theme):
+    """The theme to show; no animations, so that a tab's underline is never caught mid-way."""
+    app.ui_state.set("theme", theme)
+    app.animation_level = "none"
+    return app
+
+
 def snapshot_app(shake_env, theme):
     app, _ = make_app(shake_env, {"planner": ["1. Add a goodbye line\n2. Print a count"], "worker": [worker_answer(A)]})
-    app.ui_state.set("theme", theme)
-    return app
+    return for_snapshot(app, theme)
 
 
 async def settle(pilot, app, mode):
@@ -170,8 +176,7 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
     (shake_env / "hello.py").write_text(ORIGINAL)
     config = load_config()
     pool = TeacherPool(config, extra={"a": ScriptedTeacher("a"), "b": ScriptedTeacher("b")})
-    app = ShakeApp(Path("hello.py"), "", config=config, pool=pool, check_ollama=False)
-    app.ui_state.set("theme", theme)
+    app = for_snapshot(ShakeApp(Path("hello.py"), "", config=config, pool=pool, check_ollama=False), theme)
 
     async def opened(pilot):
         await wait_for(pilot, on_screen(app, "NewSessionScreen"))
@@ -219,59 +224,15 @@ def test_snapshot_save(snap_compare, shake_env, fixed_ids, theme, monkeypatch):
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_snapshot_sessions(snap_compare, shake_env, fixed_ids, theme):
-    app = snapshot_app(shake_env, theme)
-
-    async def run_before(pilot):
-        await wait_for(pilot, status_is(app, "review"))
-        await pilot.press("f5")
-        await wait_for(pilot, on_screen(app, "SessionsScreen"))
-        await pilot.pause(0.2)
-        quiet(app)
-
-    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
-
-
-@pytest.mark.parametrize("theme", THEMES)
 def test_snapshot_stalled(snap_compare, shake_env, fixed_ids, theme):
     failing = {"planner": ["1. Add a goodbye line"], "worker": [worker_answer("raise SystemExit(3)\n")] * 10}
     app, _ = make_app(shake_env, failing, b_answers=failing)
-    app.ui_state.set("theme", theme)
+    for_snapshot(app, theme)
 
     async def run_before(pilot):
         await wait_for(pilot, status_is(app, "stalled"))
         await pilot.press("1")
         await pilot.pause(0.3)
-        quiet(app)
-
-    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
-
-
-@pytest.mark.parametrize("theme", THEMES)
-def test_snapshot_quit_while_training(snap_compare, shake_env, fixed_ids, theme):
-    from tui.screens.quit import QuitScreen
-
-    app = snapshot_app(shake_env, theme)
-
-    async def run_before(pilot):
-        await wait_for(pilot, status_is(app, "review"))
-        app.push_screen(QuitScreen("run-20260101-120000", "step 12/50"))
-        await wait_for(pilot, on_screen(app, "QuitScreen"))
-        await pilot.pause(0.2)
-        quiet(app)
-
-    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
-
-
-@pytest.mark.parametrize("theme", THEMES)
-def test_snapshot_trainer_settings(snap_compare, shake_env, fixed_ids, theme):
-    app = snapshot_app(shake_env, theme)
-
-    async def run_before(pilot):
-        await wait_for(pilot, status_is(app, "review"))
-        await pilot.press("f4", "c")
-        await wait_for(pilot, on_screen(app, "TrainSettingsScreen"))
-        await pilot.pause(0.2)
         quiet(app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
@@ -292,7 +253,7 @@ def found_on_this_machine():
 @pytest.mark.parametrize("theme", THEMES)
 def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
     app, _ = make_app(shake_env, {}, script=False)
-    app.ui_state.set("theme", theme)
+    for_snapshot(app, theme)
 
     async def run_before(pilot):
         await pilot.pause(0.2)
@@ -304,33 +265,50 @@ def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
 
 
-@pytest.mark.parametrize("theme", THEMES)
-def test_snapshot_your_edit(snap_compare, shake_env, fixed_ids, theme):
+
+async def open_sessions(pilot, app):
+    await pilot.press("f5")
+
+
+async def open_quit_question(pilot, app):
+    from tui.screens.quit import QuitScreen
+
+    app.push_screen(QuitScreen("run-20260101-120000", "step 12/50"))
+
+
+async def open_trainer_settings(pilot, app):
+    await pilot.press("f4", "c")
+
+
+async def open_your_edit(pilot, app):
     from tui.screens.ask import ConfirmDiffScreen
 
-    app = snapshot_app(shake_env, theme)
+    app.push_screen(ConfirmDiffScreen("Your edit of the proposal", "Accepting makes your script the step's output.",
+                                      A, 'print("hello")\nprint("bye, by hand")\n', "Accept my edit"))
 
-    async def run_before(pilot):
-        await wait_for(pilot, status_is(app, "review"))
-        app.push_screen(ConfirmDiffScreen(
-            "Your edit of the proposal", "Accepting makes your script the step's output.", A,
-            'print("hello")\nprint("bye, by hand")\n', "Accept my edit"))
-        await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
-        await pilot.pause(0.2)
-        quiet(app)
 
-    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+async def open_step_text(pilot, app):
+    app.session_screen.query_one("#diff").focus()
+    await pilot.press("E")
+
+
+DIALOGS = {"sessions": (open_sessions, "SessionsScreen"), "quit_while_training": (open_quit_question, "QuitScreen"),
+           "trainer_settings": (open_trainer_settings, "TrainSettingsScreen"),
+           "your_edit": (open_your_edit, "ConfirmDiffScreen"), "step_text": (open_step_text, "AskTextScreen")}
 
 
 @pytest.mark.parametrize("theme", THEMES)
-def test_snapshot_step_text(snap_compare, shake_env, fixed_ids, theme):
+@pytest.mark.parametrize("dialog", list(DIALOGS))
+def test_snapshot_dialog(snap_compare, shake_env, fixed_ids, theme, dialog):
+    """The dialogs a reviewing session opens: saved sessions, the quit question while training, the
+    trainer settings, the user's edit, the step's text."""
     app = snapshot_app(shake_env, theme)
+    opener, screen = DIALOGS[dialog]
 
     async def run_before(pilot):
         await wait_for(pilot, status_is(app, "review"))
-        app.session_screen.query_one("#diff").focus()
-        await pilot.press("E")
-        await wait_for(pilot, on_screen(app, "AskTextScreen"))
+        await opener(pilot, app)
+        await wait_for(pilot, on_screen(app, screen))
         await pilot.pause(0.2)
         quiet(app)
 
