@@ -46,7 +46,7 @@ from engine.errors import (
     TeacherUnavailable,
 )
 from engine.logprobs import TokenLogprobs
-from engine.runner import RunResult, run_script
+from engine.execution import RunResult, run_script
 from engine.store.store import DatasetStore, now_iso
 from engine.teachers.base import Generation, Message, Teacher, TokenCallback
 from engine.teachers.pool import TeacherPool

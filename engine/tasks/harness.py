@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.config import RunnerConfig
-from engine.runner import RunResult, run_script
+from engine.execution import RunResult, run_script
 
 CHECK_TIME_LIMIT_S = 3  # per check function; the runner's wall clock bounds the whole run
 
