@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.inputs import decode_utf8
 
 BACKENDS = ("embedded", "ollama", "openai", "student")
 STUDENT_MODES = ("off", "side-chain", "student-first")
@@ -455,12 +456,7 @@ def read_config_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"{path} cannot be read: {err.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); "
-                          "save it as UTF-8") from None
+    return decode_utf8(data, str(path), ConfigError)
 
 
 def load_config(path: Path | None = None) -> Config:
