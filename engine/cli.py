@@ -14,6 +14,7 @@ from engine.agents.analyzer import Classification
 from engine.config import DEFAULT_CONFIG_TOML, Config, config_path, load_config, write_default_config
 from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
+from engine.execution import sandbox
 from engine.execution.sanitize import sanitize
 from engine.inputs import bounded_int, check_output, decode_utf8, read_request, read_text
 from engine.session import Session, SessionEvent
@@ -330,4 +331,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"teachers:    {', '.join(config.teachers)}")
     for agent, names in config.agents.items():
         print(f"  {agent:<9} {' -> '.join(names)}")
+    first, *more = sandbox.describe(config.runner.sandbox)
+    print(f"sandbox:     {first}")
+    for line in more:
+        print(f"             {line}")
     return 0

@@ -34,7 +34,7 @@ from pathlib import Path
 GROUP_PREFIX = "shake-run-"
 OVERHEAD_BYTES = 48 << 20  # bubblewrap (two processes) and the launcher's interpreter
 OVERHEAD_PIDS = 3
-_STALE = re.compile(rf"^{GROUP_PREFIX}(\d+)-(\d+|probe)$")
+_STALE = re.compile(rf"^(?:{GROUP_PREFIX}(\d+)-(?:\d+|probe)|shake-engine-(\d+))$")
 _counter = itertools.count()
 
 
@@ -230,10 +230,8 @@ class RunGroup:
                 events = (self.memory_dir / "memory.events").read_text()
                 return any(line.split()[1] != "0" for line in events.splitlines() if line.startswith("oom_kill "))
             control = (self.memory_dir / "memory.oom_control").read_text()
-            kills = [line.split()[1] for line in control.splitlines() if line.startswith("oom_kill ")]
-            if kills:
-                return kills[0] != "0"
-            return (self.memory_dir / "memory.failcnt").read_text().strip() != "0"
+            # Kernels before 4.13 have no oom_kill count here; failcnt also counts mere reclaim, so: unknown.
+            return any(line.split()[1] != "0" for line in control.splitlines() if line.startswith("oom_kill "))
         except (OSError, IndexError):
             return False
 
@@ -282,7 +280,8 @@ def sweep(support: CgroupSupport) -> list[str]:
             children = list(parent.iterdir())
         except OSError:
             continue
-        stale = [d for d in children if (m := _STALE.match(d.name)) and d.is_dir() and not _alive(int(m.group(1)))]
+        stale = [d for d in children
+                 if (m := _STALE.match(d.name)) and d.is_dir() and not _alive(int(m.group(1) or m.group(2)))]
         for d in stale:
             if problem := _remove([d]):
                 problems.append(problem)

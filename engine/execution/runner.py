@@ -163,8 +163,12 @@ def _sandboxed(script: str, config: RunnerConfig) -> _Launch:
             fds.append(seccomp_fd)
         block_read = block_write = None
         if features.cgroup.available:
-            group = cgroups.RunGroup(features.cgroup, memory_bytes=(config.memory_mb + 2 * config.disk_mb) * MIB
-                                     + cgroups.OVERHEAD_BYTES, max_pids=config.max_processes + cgroups.OVERHEAD_PIDS)
+            try:
+                group = cgroups.RunGroup(features.cgroup, memory_bytes=(config.memory_mb + 2 * config.disk_mb) * MIB
+                                         + cgroups.OVERHEAD_BYTES, max_pids=config.max_processes + cgroups.OVERHEAD_PIDS)
+            except OSError as err:
+                raise sandbox.SandboxUnavailable(f"could not make the run's cgroup ({err}); "
+                                                 f"{features.cgroup.reason} worked when shake started") from None
             block_read, block_write = os.pipe2(os.O_CLOEXEC)
             fds.append(block_read)
         mounts = sandbox.Mounts(fds[0], seccomp_fd, block_read, disk)
@@ -221,10 +225,10 @@ def _run(launch: _Launch, config: RunnerConfig, cancel: threading.Event | None) 
         try:
             _enter_group(proc.pid, launch.group)
             os.write(launch.block_fd, b"x")
-        except OSError:
+        except OSError as err:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise
+            raise sandbox.SandboxUnavailable(f"could not put the run into its cgroup: {err}") from None
         finally:
             os.close(launch.block_fd)
     out: list[bytes] = []

@@ -87,7 +87,7 @@ class SandboxFeatures:
         return out
 
     def summary(self) -> str:
-        """One line for `shake config`: what runs are limited by here."""
+        """What runs are limited by here, in one line."""
         parts = [("cgroup v%d" % self.cgroup.version) if self.cgroup.available else "no cgroup",
                  "seccomp" if not self.seccomp else "no seccomp",
                  "tmpfs capped in size and files" if not self.inode_caps else "tmpfs capped in size",
@@ -223,6 +223,17 @@ def probe() -> str | None:
             "To run model-written code without isolation anyway, set sandbox = \"none\" under [runner]"
         )
     return None
+
+
+def describe(mode: str) -> list[str]:
+    """For `shake config`: how scripts run here, then each limitation on its own line."""
+    if mode == "none":
+        return ["none: model-written code runs unisolated ([runner] sandbox = \"none\", your opt-in)"]
+    try:
+        found = features()
+    except SandboxUnavailable as err:
+        return [f"unavailable: {err}"]
+    return [f"bubblewrap with {found.summary()}"] + [f"  limitation: {line}" for line in found.limitations()]
 
 
 PROBE_DISK = 1 << 20
