@@ -154,14 +154,14 @@ def _sandboxed(script: str, config: RunnerConfig) -> _Launch:
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
            "HOME": sandbox.RUN_DIR, "TMPDIR": "/tmp", "SHAKE_LAUNCH": json.dumps(launch)}
     fds: list[int] = []
-    group = None
+    group = block_write = None
     try:
         fds.append(sandbox.memfd("shake-script", script.encode("utf-8")))
         seccomp_fd = None
         if not features.seccomp:
             seccomp_fd = sandbox.memfd("shake-seccomp", seccomp.build(seccomp.Policy(deny_shm=features.deny_shm)))
             fds.append(seccomp_fd)
-        block_read = block_write = None
+        block_read = None
         if features.cgroup.available:
             try:
                 group = cgroups.RunGroup(features.cgroup, memory_bytes=(config.memory_mb + 2 * config.disk_mb) * MIB
@@ -174,7 +174,7 @@ def _sandboxed(script: str, config: RunnerConfig) -> _Launch:
         mounts = sandbox.Mounts(fds[0], seccomp_fd, block_read, disk)
         command = sandbox.bwrap_args(mounts, env) + [sys.executable, "-I", sandbox.LAUNCHER_IN]
     except BaseException:
-        for fd in fds:
+        for fd in fds + ([block_write] if block_write is not None else []):
             os.close(fd)
         if group is not None:
             group.close()
@@ -201,7 +201,7 @@ def run_script(script: str, config: RunnerConfig, *, cancel: threading.Event | N
     try:
         return _run(launch, config, cancel)
     finally:
-        for fd in launch.pass_fds:
+        for fd in launch.pass_fds + ((launch.block_fd,) if launch.block_fd is not None else ()):
             os.close(fd)
         for cleanup in (launch.group, launch.run_dir):
             if cleanup is not None and (problem := cleanup.close()):
@@ -229,8 +229,6 @@ def _run(launch: _Launch, config: RunnerConfig, cancel: threading.Event | None) 
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             raise sandbox.SandboxUnavailable(f"could not put the run into its cgroup: {err}") from None
-        finally:
-            os.close(launch.block_fd)
     out: list[bytes] = []
     err: list[bytes] = []
     out_cut, err_cut = [False], [False]

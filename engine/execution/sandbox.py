@@ -78,7 +78,7 @@ class SandboxFeatures:
             out.append(f"no memory or process cgroup per run ({self.cgroup.reason}); RLIMIT_AS and RLIMIT_NPROC "
                        "still apply, and the tmpfs and shared memory are capped on their own")
         if self.inode_caps:
-            out.append(f"the run directory and /tmp are capped in size but not in files ({self.inode_caps})")
+            out.append(f"the run directory and /tmp are not capped in files ({self.inode_caps})")
         if self.shm_limits:
             out.append(f"no SysV shared-memory limits in the run's IPC namespace ({self.shm_limits})"
                        + ("; the seccomp filter denies shmget instead" if self.deny_shm and not self.seccomp else ""))
@@ -169,12 +169,12 @@ def bwrap_args(mounts: Mounts, env: dict[str, str]) -> list[str]:
     args = [bwrap, *_namespaces(), "--die-with-parent", "--new-session", "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    size = str(mounts.disk_bytes)
+    size = ["--size", str(mounts.disk_bytes)] if _has_size_option(bwrap) else []
     # Order matters: bwrap mounts in sequence, so the fresh /tmp comes before the Python binds (a
     # virtual environment under /tmp, as in a fresh clone there, would otherwise be hidden by it).
-    args += _system_binds() + ["--perms", "1777", "--size", size, "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    args += _system_binds() + ["--perms", "1777", *size, "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     args += _python_binds()
-    args += ["--perms", "0700", "--size", size, "--tmpfs", RUN_DIR,
+    args += ["--perms", "0700", *size, "--tmpfs", RUN_DIR,
              "--perms", "0644", "--file", str(mounts.script_fd), SCRIPT_IN,
              "--ro-bind", str(LAUNCHER), LAUNCHER_IN]
     if mounts.seccomp_fd is not None:
@@ -183,6 +183,15 @@ def bwrap_args(mounts: Mounts, env: dict[str, str]) -> list[str]:
         args += ["--block-fd", str(mounts.block_fd)]
     args += ["--chdir", RUN_DIR, "--remount-ro", "/"]
     return args
+
+
+@functools.lru_cache(maxsize=1)
+def _has_size_option(bwrap: str) -> bool:
+    """bubblewrap 0.8 has `--size` for a tmpfs (older ones do not; the launcher's remount caps it as root)."""
+    try:
+        return "--size" in subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def memfd(name: str, data: bytes) -> int:
@@ -272,7 +281,8 @@ def features() -> SandboxFeatures:
         detail = result.stderr.strip()[-300:] or f"exit code {result.returncode}"
         raise SandboxUnavailable(f"the sandbox's launcher failed its probe: {detail}") from None
     if not privileged():
-        found["disk"] = "bubblewrap, run as a normal user, locks its mounts"
+        found["disk"] = "bubblewrap, run as a normal user, locks its mounts" + (
+            "" if _has_size_option(shutil.which("bwrap")) else ", and this bubblewrap has no --size: nor in size")
     found_features = SandboxFeatures(
         privileged=privileged(),
         cgroup=group,

@@ -1,7 +1,7 @@
 """Hidden checks: run a task's checks against a proposed script, in the real sandbox.
 
 The engine never sees a task's checks. They run here, after the fact, in a separate program (the
-harness) that `engine.runner.run_script` runs like any generated script: same sandbox, same limits.
+harness) that `engine.execution.run_script` runs like any generated script: same sandbox, same limits.
 The harness writes the proposed script next to itself as `candidate.py` and the checks reach it
 only through these helpers:
 
