@@ -196,3 +196,38 @@ def test_the_probe_says_what_it_found_or_why_not():
         assert all(parent.is_dir() for parent in found.parents.values())
     else:
         assert found.reason  # never a silent "no"
+
+
+def _fake_v2_group(root: Path, procs: list[int], enabled: str = "") -> Path:
+    own = root / "user.slice" / "shake.scope"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (own / "cgroup.subtree_control").write_text(enabled)
+    (own / "cgroup.procs").write_text("".join(f"{p}\n" for p in procs))
+    return own
+
+
+def test_cgroup_v2_delegation_file_protocol(tmp_path):
+    """The v2 steps on a directory standing in for cgroupfs (this kernel binds memory and pids to v1, so the
+    real v2 path only runs on a v2 host, where the memory tests above exercise it for real)."""
+    own = _fake_v2_group(tmp_path, [os.getpid()])
+    found = cgroups._probe_v2(str(tmp_path), "/", "/user.slice/shake.scope")
+    assert found.version == 2 and found.parents == {"memory": own, "pids": own}
+    leaf = own / f"shake-engine-{os.getpid()}"
+    assert (leaf / "cgroup.procs").read_text() == str(os.getpid())  # we moved into a leaf first
+    assert (own / "cgroup.subtree_control").read_text() == "+memory +pids"
+    probe = own / f"shake-run-{os.getpid()}-probe"
+    assert (probe / "memory.max").read_text() == str(64 << 20) and (probe / "pids.max").read_text() == "16"
+
+
+def test_cgroup_v2_refuses_a_group_shared_with_other_processes(tmp_path):
+    _fake_v2_group(tmp_path, [os.getpid(), 1])
+    found = cgroups._probe_v2(str(tmp_path), "/", "/user.slice/shake.scope")
+    assert not found.available and "also holds other processes" in found.reason and "Delegate=yes" in found.reason
+
+
+def test_cgroup_v2_without_the_controllers_says_so(tmp_path):
+    own = _fake_v2_group(tmp_path, [os.getpid()])
+    (own / "cgroup.controllers").write_text("cpu io\n")
+    found = cgroups._probe_v2(str(tmp_path), "/", "/user.slice/shake.scope")
+    assert not found.available and "no memory and pids controller" in found.reason
