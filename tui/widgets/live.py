@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Log, Static
 
+from engine.execution.sanitize import sanitize
+
 FLUSH_INTERVAL_S = 0.05
 MAX_LINES = 4000
 
@@ -33,7 +35,7 @@ class LivePane(Vertical):
     def set_instruction(self, text: str, cycle: int, teacher: str) -> None:
         body = Text()
         body.append(f"Instruction (cycle {cycle}, worker: {teacher})\n", style="bold")
-        body.append(text)  # plain text: model output never becomes markup
+        body.append(sanitize(text))  # plain text: model output never becomes markup nor terminal control
         self.query_one("#live-instruction", Static).update(body)
         self.reset_stream()
 
@@ -55,4 +57,4 @@ class LivePane(Vertical):
         if self._pending:
             chunk = "".join(self._pending)
             self._pending.clear()
-            self.query_one(Log).write(chunk)
+            self.query_one(Log).write(sanitize(chunk))

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from engine.execution.sanitize import sanitize
 from engine.store.schema import PlanStep
 
 ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓"}
@@ -27,7 +28,7 @@ class PlanView(OptionList):
             status = step.status.value
             text.append(f"{ICONS.get(status, '·')} ", style="bold" if i == current else "")
             text.append(f"{i + 1}. ")
-            text.append(step.text)  # model text: appended as plain text, never parsed as markup
+            text.append(sanitize(step.text))  # model text: appended as plain text, never parsed as markup
             text.append(f"\n   {status} · {step.cycles} cycle{'s' if step.cycles != 1 else ''}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:

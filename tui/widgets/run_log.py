@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.widgets import Log
 
+from engine.execution.sanitize import sanitize
+
 MAX_LINES = 5000
 
 
@@ -32,7 +34,7 @@ class RunLog(Log):
 
     def show_text(self, text: str) -> None:
         self.clear()
-        self.write_lines(text.splitlines())
+        self.write_lines(sanitize(text).splitlines())
 
     def search(self, needle: str) -> int | None:
         """Scroll to the next line containing `needle` (case-insensitive); its index, or None."""
