@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from engine.agents.analyzer import Classification
-from engine.config import DEFAULT_CONFIG_TOML, Config, load_config, write_default_config
+from engine.config import DEFAULT_CONFIG_TOML, Config, config_path, load_config, write_default_config
 from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
+from engine.execution import sandbox
+from engine.execution.sanitize import sanitize
+from engine.inputs import bounded_int, check_output, decode_utf8, read_request, read_text
 from engine.session import Session, SessionEvent
 from engine.store import DatasetStore
 from engine.store.export import FORMATS, export_dataset, export_hf
@@ -25,14 +29,17 @@ EXIT_PAUSED = 3  # the session was saved unfinished (no more feedback, or attemp
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("session", help="run a session headless: plan, propose, review from a feedback file or stdin")
     p.add_argument("script", nargs="?", type=Path, help="the Python script to change")
-    p.add_argument("--request", "-r", default=None, help="the change request")
+    request = p.add_mutually_exclusive_group()
+    request.add_argument("--request", "-r", default=None, help="the change request")
+    request.add_argument("--request-file", type=Path, metavar="PATH", help="read the change request from a file")
     p.add_argument("--feedback", "-f", default="-", help="a file with one feedback line per review, or - for stdin")
-    p.add_argument("--max-steps", type=int, default=None, help="cut the plan to at most N steps")
+    p.add_argument("--max-steps", type=bounded_int(1, 100), default=None, help="cut the plan to at most N steps")
     p.add_argument("--resume", metavar="SESSION_ID", help="resume a saved session instead of starting one")
     p.add_argument("--out", type=Path, help="write the finished script here (default: print it)")
     p.add_argument("--edit", action="store_true",
                    help="open each proposal in $EDITOR first: a changed script is the step's accepted output "
                         "(origin user_edit); an unchanged one goes on to the feedback line")
+    p.add_argument("--force", action="store_true", help="with --out: replace an existing file")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("sessions", help="list saved sessions and their state")
@@ -54,6 +61,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="with --format axolotl: the student whose tokenizer the ids must index (default: the bundled "
                    "SmolLM2, the trainer's default student)")
     add_skip_bad(p)
+    p.add_argument("--force", action="store_true", help="with --out: replace an existing file")
     p.set_defaults(func=cmd_data_export)
     p = data.add_parser("check", help="verify every row against the dataset's rules; --fix repairs what is safe")
     p.add_argument("--fix", action="store_true", help="back up the data, then drop soft labels that break the rules "
@@ -106,23 +114,35 @@ def read_store(config: Config, args: argparse.Namespace) -> DatasetStore:
 
 # -- session ----------------------------------------------------------------------------------
 class FeedbackSource:
-    """One feedback line per review, from a file or stdin; None at the end of input."""
+    """One feedback line per review, from a file or stdin; None at the end of input.
+
+    A file is read and checked whole before the session starts; a line from stdin is decoded when it
+    comes, and one that is not UTF-8 stops the session before anything of that review changes."""
 
     def __init__(self, spec: str) -> None:
-        if spec == "-":
-            self.stream: TextIO = sys.stdin
-        else:
-            path = Path(spec)
-            if not path.exists() or path.is_dir():
-                raise InputError(f"no feedback file at {path}")
-            self.stream = path.open(encoding="utf-8")
-        self.interactive = self.stream.isatty()
+        self.lines: list[str] | None = None
+        self.stream: TextIO = sys.stdin
+        if spec == os.devnull:  # the usual way to say "no feedback": pause at the first review
+            self.lines = []
+        elif spec != "-":
+            self.lines = read_text(Path(spec), "feedback file").splitlines()
+        self.interactive = self.lines is None and self.stream.isatty()
+        self.number = 0
+
+    def _read(self) -> str:
+        self.number += 1
+        if self.lines is not None:
+            return self.lines.pop(0) + "\n" if self.lines else ""
+        buffer = getattr(self.stream, "buffer", None)
+        if buffer is None:  # already text (a test's StringIO)
+            return self.stream.readline()
+        return decode_utf8(buffer.readline(), f"feedback line {self.number} on stdin")
 
     def next_line(self, prompt: str) -> str | None:
         while True:
             if self.interactive:
                 print(prompt, end="", flush=True)
-            line = self.stream.readline()
+            line = self._read()
             if not line:
                 return None
             if line.strip() and not line.lstrip().startswith("#"):
@@ -138,10 +158,10 @@ def print_event(event: SessionEvent) -> None:
         "proposal": "== diff",
     }
     if event.kind in headers:
-        print(headers[event.kind])
-        print(event.text.rstrip("\n"))
+        print(sanitize(headers[event.kind]))
+        print(sanitize(event.text.rstrip("\n")))
     else:
-        print(f"-- {event.text}")
+        print(f"-- {sanitize(event.text)}")
     sys.stdout.flush()
 
 
@@ -149,7 +169,10 @@ def confirm_label(source: FeedbackSource, cls: Classification) -> Classification
     """On a terminal, show the analyzer's label and let one key override it before it is committed."""
     if not source.interactive:
         return cls
-    answer = input(f"   {cls.name}? [Enter] commit, or a = Accepted, r = Redo, e = Further edit: ").strip().lower()
+    try:
+        answer = input(f"   {cls.name}? [Enter] commit, or a = Accepted, r = Redo, e = Further edit: ").strip().lower()
+    except UnicodeDecodeError:
+        raise InputError("the answer typed is not UTF-8 text; the label was not committed") from None
     override = {"a": "accepted", "r": "redo", "e": "further_edit"}.get(answer[:1])
     if override and override != cls.label:
         return Classification(override, "user", cls.feedback, cls.raw)
@@ -159,8 +182,9 @@ def confirm_label(source: FeedbackSource, cls: Classification) -> Classification
 def cmd_session(args: argparse.Namespace) -> int:
     config = load_config()
     source = FeedbackSource(args.feedback)
-    if args.max_steps is not None and args.max_steps < 1:
-        raise InputError("--max-steps must be at least 1")
+    request = read_request(args.request, args.request_file)
+    if args.out:
+        check_output(args.out, force=args.force)
     with DatasetStore(config.data_dir) as store:
         pool = TeacherPool(config)
         try:
@@ -168,15 +192,16 @@ def cmd_session(args: argparse.Namespace) -> int:
                 session = Session.resume(store, pool, config, args.resume)
                 print(f"== resumed session {session.id} ({session.status})")
             else:
-                if args.script is None or args.request is None:
-                    raise InputError("give a SCRIPT and --request TEXT, or --resume SESSION_ID")
-                session = Session.start(store, pool, config, args.script, args.request)
+                if args.script is None or request is None:
+                    raise InputError("give a SCRIPT and --request TEXT (or --request-file PATH), "
+                                     "or --resume SESSION_ID")
+                session = Session.start(store, pool, config, args.script, request)
                 print(f"== session {session.id}")
             if session.status == "planning":
                 session.plan(emit=print_event, max_steps=args.max_steps)
             while session.status != "done":
                 index = session.step_index
-                print(f"\n== step {index + 1}/{len(session.steps)}: {session.step_text}")
+                print(f"\n== step {index + 1}/{len(session.steps)}: {sanitize(session.step_text)}")
                 try:
                     proposal = session.propose(emit=print_event)
                 except AttemptsExhausted as err:
@@ -189,7 +214,7 @@ def cmd_session(args: argparse.Namespace) -> int:
                     print(f"\n== no more feedback; session {session.id} is saved. "
                           f"Resume it with: shake session --resume {session.id}")
                     return EXIT_PAUSED
-                print(f"feedback> {line}")
+                print(f"feedback> {sanitize(line)}")
                 cls = session.classify(line)
                 origin = {"explicit": "explicit prefix", "analyzer": "analyzer", "default": "analyzer unsure; safe default"}
                 print(f"== label: {cls.name} ({origin.get(cls.source, cls.source)})")
@@ -197,10 +222,11 @@ def cmd_session(args: argparse.Namespace) -> int:
                 session.apply_feedback(cls, emit=print_event)
             print("\n== finished script")
             if args.out:
+                check_output(args.out, force=args.force)  # again: the session may have taken hours
                 args.out.write_text(session.current_script, encoding="utf-8")
                 print(f"written to {args.out}")
             else:
-                print(session.current_script.rstrip("\n"))
+                print(sanitize(session.current_script.rstrip("\n")))
             stats = store.stats()
             print(f"== dataset: {stats.rows} rows ({stats.complete_rows} complete) in {config.data_dir}")
             return 0
@@ -265,6 +291,10 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 def cmd_data_export(args: argparse.Namespace) -> int:
     config = load_config()
+    if args.hf:
+        check_output(args.hf, directory=True, what="--hf")
+    else:
+        check_output(args.out, force=args.force)
     with read_store(config, args) as store:
         if args.hf:
             report = export_hf(store, args.hf, paired_only=args.paired_only)
@@ -350,6 +380,7 @@ def print_discovery(config: Config, found: Discovery, *, as_json: bool = False) 
 
 def cmd_teachers_add(args: argparse.Namespace) -> int:
     config = load_config()
+    check_output(config.config_path.resolve(), force=True, what="the config file")
     found = inspect_source(args.source, args.host)
     comment = f"added by `shake teachers add` from {found.source}: " + describe_model(found)
     after = add_teacher(config.config_path, teacher_config(found, args.name), force=args.force, comment=comment)
@@ -365,7 +396,13 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(DEFAULT_CONFIG_TOML, end="")
         return 0
     if args.init:
-        path = write_default_config(overwrite=args.force)
+        path = config_path().resolve()  # a linked config file (dotfiles) is written where the link points
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot create {path.parent}: {err.strerror}") from None
+        check_output(path, force=args.force, what="the config file")
+        path = write_default_config(path, overwrite=args.force)
         print(f"wrote {path}")
         return 0
     config = load_config()
@@ -375,4 +412,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"teachers:    {', '.join(config.teachers)}")
     for agent, names in config.agents.items():
         print(f"  {agent:<9} {' -> '.join(names)}")
+    first, *more = sandbox.describe(config.runner.sandbox)
+    print(f"sandbox:     {first}")
+    for line in more:
+        print(f"             {line}")
     return 0

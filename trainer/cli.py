@@ -58,9 +58,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_student_export(args: argparse.Namespace) -> int:
     from engine.config import load_config
+    from engine.inputs import check_output
     from trainer.evaluate import resolve_run
     from trainer.export import export_student
 
+    check_output(args.out, directory=True)
     paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
                            gguf=args.gguf)
     for kind, path in paths.items():

@@ -16,7 +16,7 @@ import torch
 from engine.agents.parsing import parse_worker_output
 from engine.config import RunnerConfig
 from engine.errors import OutputFormatError
-from engine.runner import run_script
+from engine.execution import run_script
 from engine.store import Snapshot
 from engine.store.atomic import atomic_write_text
 from trainer.config import TrainConfig

@@ -2,16 +2,31 @@
 
 Heavy imports (Textual, torch, transformers) happen inside the subcommand that needs them, so that
 `shake --help` and the headless commands start fast.
+
+Whatever happens, the user sees one line, never a traceback: a `ShakeError` (bad input, an
+unreachable teacher) is its own sentence and exit code 2; a reader that closed the pipe early
+(`shake config --defaults | head`) ends the command quietly, as `cat` would (exit 141, a shell's code
+for SIGPIPE); anything else is a bug in shake: one line naming it and the log file that holds the
+traceback (`DATA/logs/crash-*.log`), and exit code 70 (EX_SOFTWARE).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from engine import cli as engine_cli
 from engine.errors import ShakeError
+from engine.execution.sanitize import sanitize
+
+EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141
+EXIT_BUG = 70
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     app = sub.add_parser("app", help="open the app (the default)")
     app.add_argument("script", nargs="?", type=Path, help="open a new session on this script")
-    app.add_argument("--request", "-r", default="", help="the change request for SCRIPT")
+    request = app.add_mutually_exclusive_group()
+    request.add_argument("--request", "-r", default="", help="the change request for SCRIPT")
+    request.add_argument("--request-file", type=Path, metavar="PATH", help="read the change request from a file")
     app.set_defaults(func=cmd_app)
     engine_cli.add_commands(sub)
     try:
@@ -36,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    from engine.inputs import read_request
     from tui.app import ShakeApp
 
-    return run_app(ShakeApp(script=getattr(args, "script", None), request=getattr(args, "request", "")))
+    request = read_request(getattr(args, "request", ""), getattr(args, "request_file", None))
+    return run_app(ShakeApp(script=getattr(args, "script", None), request=request))
 
 
 def run_app(app) -> int:
@@ -56,18 +75,64 @@ def run_app(app) -> int:
     return app.return_code or 0
 
 
+def crash_log_dir() -> Path:
+    """Where a bug's traceback goes: DATA/logs (the data directory as configured, else the default)."""
+    from engine import config
+
+    try:
+        data_dir = config.load_config().data_dir
+    except Exception:  # the config may be what is broken; the log must still be written
+        data_dir = Path(os.environ["SHAKE_DATA"]) if os.environ.get("SHAKE_DATA") else config.default_data_dir()
+    return data_dir / "logs"
+
+
+def write_crash_log(err: BaseException, argv: list[str]) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"shake {' '.join(argv)}\npython {sys.version.split()[0]}\n\n"
+            + "".join(traceback.format_exception(err)))
+    for folder in (crash_log_dir, lambda: Path(tempfile.gettempdir())):
+        try:
+            path = folder() / f"crash-{stamp}-{os.getpid()}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return path
+        except Exception:
+            continue
+    raise err
+
+
+def _quiet_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so that the final flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_app)
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
     except ShakeError as err:
-        print(f"shake: {err}", file=sys.stderr)
-        return 2
+        print(f"shake: {sanitize(str(err))}", file=sys.stderr)  # it may quote a file name or a server's reply
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\nshake: interrupted; the session state is saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as err:
+        log = write_crash_log(err, argv)
+        print(f"shake: internal error, a bug in shake ({type(err).__name__}: {sanitize(str(err)[:200])}); "
+              f"the traceback is in {log}", file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@
     side_chain.py   a student answers the same prompts; its worse answers become negatives
     soft_labels.py  which teacher's log-probabilities a chosen carries, under which prompt
     events.py       what the session tells the app and the CLI
-    script.py       reading the user's script; diffs
+    script.py       diffs between scripts
 """
 
 from engine.session.events import EventKind, EventSink, SessionEvent
 from engine.session.machine import Proposal, Session
-from engine.session.script import MAX_SCRIPT_BYTES, read_script, unified_diff
+from engine.inputs import MAX_SCRIPT_BYTES, read_script
+from engine.session.script import unified_diff
 
 __all__ = ["EventKind", "EventSink", "MAX_SCRIPT_BYTES", "Proposal", "Session", "SessionEvent", "read_script",
            "unified_diff"]

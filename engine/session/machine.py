@@ -34,10 +34,11 @@ from engine.agents import analyzer, lead, planner, worker
 from engine.agents.analyzer import Classification
 from engine.config import Config
 from engine.errors import AttemptsExhausted, InputError, OutputFormatError, SessionError
-from engine.runner import RunResult, run_script
+from engine.execution import RunResult, run_script
 from engine.session.calls import AgentCalls, identity_of, logprob_record, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
-from engine.session.script import read_script, unified_diff
+from engine.inputs import read_script
+from engine.session.script import unified_diff
 from engine.session.side_chain import AnalyzerAnswers, SideChain
 from engine.session.soft_labels import SoftLabels
 from engine.store.codec import encode

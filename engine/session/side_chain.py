@@ -30,7 +30,7 @@ from engine.agents.call import sampling_for
 from engine.agents.parsing import parse_label
 from engine.config import Config
 from engine.errors import OutputFormatError
-from engine.runner import run_script
+from engine.execution import run_script
 from engine.session.calls import AgentCalls, identity_of, logprob_record, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
 from engine.store.schema import (

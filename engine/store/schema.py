@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Any, Iterable
 
 from engine.store.codec import SchemaError, decode, encode
-from engine.runner import RunResult
+from engine.execution.runner import RunResult
 from engine.teachers.base import ModelIdentity, SamplingParams
 
 SCHEMA_VERSION = 2

@@ -143,8 +143,9 @@ class DatasetStore:
                 raise StoreError(f"cannot create the data directory {self.data_dir}: {err.strerror}") from None
             self._acquire_lock()
             self._sweep_temp_files()
-        elif not self.data_dir.is_dir():
-            raise StoreError(f"no dataset at {self.data_dir} (set SHAKE_DATA or run a session first)")
+        elif self.data_dir.exists() and not self.data_dir.is_dir():
+            raise StoreError(f"the data directory {self.data_dir} is not a directory")
+        # a reader of a directory that does not exist yet sees an empty dataset
 
     # -- process lock -------------------------------------------------------------------------
     def _acquire_lock(self) -> None:

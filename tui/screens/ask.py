@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 from textual_diff_view import DiffView
 
+from engine.execution.sanitize import sanitize
+
 
 class AskTextScreen(ModalScreen[str | None]):
     """One line of text (the step's wording): Enter keeps it, Esc leaves it as it was."""
@@ -61,8 +63,8 @@ class ConfirmDiffScreen(ModalScreen[bool]):
             yield Label(self.title_text, classes="pane-title")
             yield Static(Text(self.note), classes="dim-text")
             with VerticalScroll(id="confirm-diff-body"):
-                yield DiffView("proposal/script.py", "your edit/script.py", self.before, self.after, split=False,
-                               annotations=True)
+                yield DiffView("proposal/script.py", "your edit/script.py", sanitize(self.before), sanitize(self.after),
+                               split=False, annotations=True)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.accept_label} (ctrl+r)", variant="primary", id="confirm-accept")
                 yield Button("Discard (esc)", id="confirm-discard")

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from engine.errors import ShakeError
+from engine.execution.sanitize import sanitize
 from engine.store.export import export_dataset
 from tui.row_view import RowFilter, RowView
 from tui.session_view import plural
@@ -110,8 +111,9 @@ class DatasetScreen(Screen):
 
     def show_row(self, index: int) -> None:
         row = self.current = self.shown[index]
-        rejected = f"[{row.rejected_kind}]\n{row.rejected}" if row.rejected_kind else "(none: accepted on the first cycle)"
-        self.query_one("#detail-prompt", Static).update(Text(row.prompt))
+        rejected = (f"[{row.rejected_kind}]\n{sanitize(row.rejected)}" if row.rejected_kind
+                    else "(none: accepted on the first cycle)")
+        self.query_one("#detail-prompt", Static).update(Text(sanitize(row.prompt)))
         self.query_one("#detail-rejected", Static).update(Text(rejected))
         self.show_chosen()
 
@@ -131,13 +133,13 @@ class DatasetScreen(Screen):
             try:
                 tokens = self.app.store.get_logprobs(row.logprobs_blob)
             except ShakeError as err:
-                detail.update(Text(f"{err}\n\n{row.chosen}"))
+                detail.update(Text(f"{err}\n\n{sanitize(row.chosen)}"))
                 return
             title.update(legend(low, high))
             detail.update(probability_text(tokens, low, high))
             return
         title.update("chosen" + ("" if row.logprobs_blob else " (hard label: no teacher log-probabilities)"))
-        detail.update(Text(row.chosen))
+        detail.update(Text(sanitize(row.chosen)))
 
     def action_toggle_excluded(self) -> None:
         """Leave the row under the cursor out of training and export, or bring it back."""

@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, Static
 from textual_diff_view import DiffView
 
 from engine.errors import ShakeError
+from engine.execution.sanitize import sanitize
 from tui.script_file import SavePlan, plan_save, save
 from tui.session_view import SessionView, plural, shown_path
 
@@ -89,7 +90,8 @@ class SaveScreen(ModalScreen[Path | None]):
             warning.set_classes("dim-text")
         if not plan.unchanged:
             await box.mount(DiffView(f"on disk/{plan.target.name}", f"session/{plan.target.name}",
-                                     plan.on_disk or "", plan.text, split=False, annotations=True))
+                                     sanitize(plan.on_disk or ""), sanitize(plan.text), split=False,
+                                     annotations=True))
 
     @on(Input.Submitted, "#save-path")
     async def path_entered(self) -> None:

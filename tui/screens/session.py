@@ -27,6 +27,7 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from engine.agents.analyzer import Classification
 from engine.errors import AttemptsExhausted, GenerationCancelled, ShakeError
+from engine.execution.sanitize import sanitize
 from engine.session import EventSink, Proposal, Session, SessionEvent
 from tui.session_view import SessionView, plural
 from tui.widgets.banner import Banner
@@ -206,7 +207,7 @@ class SessionScreen(Screen):
         else:
             status.attempts = view.progress if view.status in ("done", "planning") else ""
         self.query_one(PlanView).show_steps(view.steps, view.step_index, view.stall)
-        self.query_one("#request", Static).update(Text(f"Request: {view.request}"))
+        self.query_one("#request", Static).update(Text(f"Request: {sanitize(view.request)}"))
 
     # -- starting and resuming ----------------------------------------------------------------
     async def start(self, script: Path, request: str) -> None:
@@ -416,7 +417,7 @@ class SessionScreen(Screen):
         attempts = f" after {plural(stall.attempts, 'attempt')}" if stall else ""
         text.append(f"Step {step.number if step else '?'} stalled{attempts}", style="bold")
         if stall:
-            text.append(f": {one_line(stall.reason)}")  # engine text: plain, never markup
+            text.append(f": {sanitize(one_line(stall.reason))}")  # a run's words: plain, never markup
         text.append("\n" + stall_keys())
         self.query_one(Banner).say(text, "error")
         self.query_one(TabbedContent).active = "tab-live"

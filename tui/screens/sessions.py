@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from engine.execution.sanitize import sanitize
 from tui.session_view import SessionView, ago, plural
 
 
@@ -48,7 +49,7 @@ class SessionsScreen(ModalScreen[str | None]):
         shown = self.shown
         for view in shown:
             table.add_row(view.id, view.status, view.progress, ago(view.updated_at), view.script_path.name,
-                          Text(view.request[:70]), key=view.id)
+                          Text(sanitize(view.request[:70])), key=view.id)
         unfinished = sum(1 for v in self.views if not v.finished)
         title = f"{plural(unfinished, 'unfinished session')}"
         if self.show_all:

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from typing import TYPE_CHECKING
 
 from engine.config import Config
+from engine.execution.sanitize import sanitize
 
 if TYPE_CHECKING:
     from engine.teachers.discovery import Discovery, FoundModel
@@ -64,10 +65,10 @@ class DiscoveryHint(Vertical):
         for server in found.servers:
             if not server.running and server.kind != "ollama":
                 continue  # a port nobody listens on is not news; Ollama's absence is
-            listing.add_option(Option(Text(describe_server(server), style="bold"), disabled=True))
+            listing.add_option(Option(Text(sanitize(describe_server(server)), style="bold"), disabled=True))
             for model in server.models:
                 name = configured_as(config, model)
-                line = Text(f"  {describe_model(model)}")
+                line = Text(f"  {sanitize(describe_model(model))}")  # names a server chose
                 if name:
                     line.append(f"  [configured as '{name}']", style="dim")
                     listing.add_option(Option(line, disabled=True))

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from engine.execution.sanitize import sanitize
 from tui.widgets.wrapped_log import WrappedLog
 
 FLUSH_INTERVAL_S = 0.05
@@ -35,7 +36,7 @@ class LivePane(Vertical):
     def set_instruction(self, text: str, cycle: int, teacher: str) -> None:
         body = Text()
         body.append(f"Instruction (cycle {cycle}, worker: {teacher})\n", style="bold")
-        body.append(text)  # plain text: model output never becomes markup
+        body.append(sanitize(text))  # plain text: model output never becomes markup nor terminal control
         self.query_one("#live-instruction", Static).update(body)
         self.reset_stream()
 
@@ -63,4 +64,4 @@ class LivePane(Vertical):
         if self._pending:
             chunk = "".join(self._pending)
             self._pending.clear()
-            self.query_one(WrappedLog).write(chunk)
+            self.query_one(WrappedLog).write(sanitize(chunk))

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from engine.execution.sanitize import sanitize
 from engine.store.schema import StallInfo
 from tui.session_view import StepView, plural
 
@@ -30,7 +31,7 @@ class PlanView(OptionList):
             text = Text()
             text.append(f"{ICONS.get(step.status, '·')} ", style="bold" if i == current else "")
             text.append(f"{step.number}. ")
-            text.append(step.text)  # model text: appended as plain text, never parsed as markup
+            text.append(sanitize(step.text))  # model text: plain text, never markup nor terminal control
             if step.status == "stalled":
                 detail = f"stalled after {plural(stall.attempts, 'attempt')}" if stall else "stalled"
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
+from engine.execution.sanitize import sanitize
 from tui.widgets.wrapped_log import WrappedLog
 
 MAX_LINES = 5000
@@ -34,7 +35,7 @@ class RunLog(WrappedLog):
     def show_text(self, text: str) -> None:
         self.clear()
         self._search_from = 0
-        self.write_lines(text.splitlines())
+        self.write_lines(sanitize(text).splitlines())
 
     def search(self, needle: str) -> int | None:
         """Scroll to the next line containing `needle` (case-insensitive); its index, or None."""

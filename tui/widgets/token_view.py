@@ -15,6 +15,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.color import Color
 
+from engine.execution.sanitize import sanitize
 from engine.logprobs import TokenLogprobs
 
 
@@ -29,7 +30,7 @@ def probability_text(lp: TokenLogprobs, low: Color, high: Color) -> Text:
         p = math.exp(logprob) if math.isfinite(logprob) else 0.0
         background = low.blend(high, max(0.0, min(1.0, p)))
         style = Style(bgcolor=background.rich_color, color=background.get_contrast_text(1.0).rich_color)
-        text.append(chunk, style=style)
+        text.append(sanitize(chunk), style=style)
     text.append(decoder.decode(b"", final=True))
     return text
 
