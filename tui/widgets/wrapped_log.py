@@ -43,6 +43,8 @@ def wrap_line(line: str, width: int) -> list[str]:
                 break
             used += w
             cut = i + 1
+        if cut == 0:
+            cut = 1  # a character wider than the pane: it gets a row of its own, cut at the edge
         space = rest.rfind(" ", 0, cut)
         if space >= cut // 2 and space > 0:
             cut = space + 1
