@@ -5,7 +5,6 @@ U+0000..U+0014 itself: ESC sequences such as OSC 52 went through.)"""
 from __future__ import annotations
 
 from textual.app import App
-from textual.widgets import Log
 from textual_diff_view import DiffView
 
 from engine.cli import print_event
@@ -13,9 +12,10 @@ from engine.execution.sanitize import is_safe
 from engine.session import SessionEvent
 from tui.widgets.diff import DiffPane
 from tui.widgets.live import LivePane
-from engine.store.schema import PlanStep
+from tui.session_view import StepView
 from tui.widgets.plan import PlanView
 from tui.widgets.run_log import RunLog
+from tui.widgets.wrapped_log import WrappedLog
 
 HOSTILE = "ok\x1b]52;c;cHduZWQ=\x07 \x1b]0;title\x07 \x1b[2J\x1b[?1049l \x9b1m end\r"
 
@@ -44,7 +44,7 @@ async def test_the_app_panes_show_model_text_sanitized():
         live.note(HOSTILE)
         live.flush()
         await pilot.pause()
-        assert all(is_safe(line) for line in live.query_one(Log).lines) and "␛]52" in live.text
+        assert all(is_safe(line) for line in live.query_one(WrappedLog).lines) and "␛]52" in live.text
         instruction = live.query_one("#live-instruction").render()
         assert is_safe(str(instruction))
 
@@ -60,5 +60,5 @@ async def test_the_app_panes_show_model_text_sanitized():
         assert is_safe(view.code_original) and is_safe(view.code_modified) and "␛" in view.code_modified
 
         plan = app.query_one(PlanView)
-        plan.show_steps([PlanStep(HOSTILE)], 0)
+        plan.show_steps((StepView(1, HOSTILE, "pending", 0),), 0)
         assert is_safe(str(plan.get_option_at_index(0).prompt))
