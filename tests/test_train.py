@@ -127,8 +127,8 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
     report = evaluate(result.run_dir, generate=True, max_new_tokens=8)
     assert report["held_out_rows"] >= 1 and math.isfinite(report["loss"]) and 0.0 <= report["pass_rate"] <= 1.0
     assert json.loads((result.run_dir / "eval.json").read_text())["held_out_rows"] == report["held_out_rows"]
-    paths = export_student(result.run_dir, tmp_path / "export")
-    merged = AutoModelForCausalLM.from_pretrained(paths["merged"]).eval()
+    exported = export_student(result.run_dir, tmp_path / "export")
+    merged = AutoModelForCausalLM.from_pretrained(exported.merged).eval()
     adapted, tokenizer, _, _ = load_trained(result.run_dir, device=torch.device("cpu"))
     ids = torch.tensor([tokenizer.encode("print('hello')")])
     with torch.no_grad():
