@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -15,7 +16,7 @@ from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
 from engine.session import Session, SessionEvent
 from engine.store import DatasetStore
-from engine.store.export import FORMATS, export_dataset, export_hf
+from engine.store.export import FORMATS, export_dataset, export_hf, export_records, jsonl_lines
 from engine.teachers.discovery import Discovery, describe_model, discover, inspect_source, report_lines, teacher_config
 from engine.teachers.pool import TeacherPool
 
@@ -41,8 +42,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_stats)
     p = data.add_parser("export", help="write the dataset in TRL's prompt/chosen/rejected layout")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", type=Path, help="a JSONL or Parquet file")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="a JSONL or Parquet file (default: JSONL on standard output)")
     target.add_argument("--hf", type=Path, metavar="DIR", help="a Hugging Face `datasets` directory (save_to_disk)")
     p.add_argument("--paired-only", action="store_true", help="only rows that have a rejected (ORPO/DPO need one)")
     p.set_defaults(func=cmd_data_export)
@@ -215,8 +216,23 @@ def cmd_data_export(args: argparse.Namespace) -> int:
             n = export_hf(store, args.hf, paired_only=args.paired_only)
             print(f"wrote {n} rows to {args.hf} (Hugging Face datasets)")
             return 0
+        if args.out is None:
+            return write_jsonl_to_stdout(store, args)
         n = export_dataset(store, args.out, args.format, paired_only=args.paired_only)
     print(f"wrote {n} rows to {args.out} ({args.format})")
+    return 0
+
+
+def write_jsonl_to_stdout(store: DatasetStore, args: argparse.Namespace) -> int:
+    """`shake data export` with no target: the JSONL itself on stdout (nothing else, so it pipes)."""
+    if args.format != "jsonl":
+        raise InputError(f"{args.format} is binary and is not written to standard output; give --out FILE")
+    try:
+        for line in jsonl_lines(export_records(store, paired_only=args.paired_only)):
+            sys.stdout.write(line)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `shake data export | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -254,6 +270,8 @@ def cmd_teachers(args: argparse.Namespace) -> int:
         agents = [a for a, names in config.agents.items() if name in names]
         if t.backend == "embedded":
             where = t.model or "bundled SmolLM2-135M-Instruct"
+        elif t.backend == "student":  # in process, like embedded: a path, no host
+            where = t.model
         else:
             where = f"{t.model} @ {t.host or 'default host'}"
         status = "ok" if problem is None else f"UNAVAILABLE: {problem}"

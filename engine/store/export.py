@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine.errors import InputError
 from engine.store.atomic import atomic_write_text
@@ -44,6 +44,12 @@ def export_records(store: DatasetStore, *, paired_only: bool = False) -> list[di
     return records
 
 
+def jsonl_lines(records: list[dict[str, Any]]) -> Iterator[str]:
+    """One JSON object per line, the layout `datasets.load_dataset("json", ...)` and TRL read as it is."""
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def export_dataset(store: DatasetStore, out: Path, fmt: str = "jsonl", *, paired_only: bool = False) -> int:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format '{fmt}'; use one of: {', '.join(FORMATS)}")
@@ -54,8 +60,7 @@ def export_dataset(store: DatasetStore, out: Path, fmt: str = "jsonl", *, paired
         raise InputError(f"the directory {out.parent} does not exist")
     records = export_records(store, paired_only=paired_only)
     if fmt == "jsonl":
-        body = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-        atomic_write_text(out, body)
+        atomic_write_text(out, "".join(jsonl_lines(records)))
     else:
         try:
             import pyarrow as pa
