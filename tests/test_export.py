@@ -22,6 +22,21 @@ TEXT = "REASONING: one line.\n```python\nprint('hello world')\n```\n"
 
 
 @pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    """Twelve rows made by sessions with a scripted teacher (no real model to load: quick)."""
+    from dataset_factory import make_dataset
+
+    root = tmp_path_factory.mktemp("rows")
+    with pytest.MonkeyPatch.context() as mp:
+        (root / "config.toml").write_text('[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n'
+                                          '[session]\nswitch_teacher_after = 9\n')
+        mp.setenv("SHAKE_CONFIG", str(root / "config.toml"))
+        mp.setenv("SHAKE_DATA", str(root / "data"))
+        assert make_dataset(root / "data", root) == 12
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
 def tiny_gguf_student(tmp_path_factory, tiny_student):
     """The tiny random Llama as a GGUF file: a GGUF student that loads in seconds."""
     from engine.teachers.embedded import default_gguf_path
@@ -88,16 +103,16 @@ CONVERSATIONS = [
 ]
 
 
-def test_a_gguf_student_exports_merged_gguf_and_modelfile(dataset, tiny_gguf_student, tmp_path):
-    run_dir = trained_run(str(tiny_gguf_student), dataset, tmp_path / "run")
+def test_a_gguf_student_exports_merged_gguf_and_modelfile(rows, tiny_gguf_student, tmp_path):
+    run_dir = trained_run(str(tiny_gguf_student), rows, tmp_path / "run")
     check_export(run_dir, tmp_path / "out")
 
 
 @pytest.mark.slow
-def test_the_default_student_exports_merged_gguf_and_modelfile(dataset, tmp_path):
+def test_the_default_student_exports_merged_gguf_and_modelfile(rows, tmp_path):
     """What every user runs first: the bundled SmolLM2-135M (a Q4_1 GGUF that transformers tags as
     GGUF-quantized, which `save_pretrained` refuses to serialize)."""
-    run_dir = trained_run("", dataset, tmp_path / "run")
+    run_dir = trained_run("", rows, tmp_path / "run")
     check_export(run_dir, tmp_path / "out")
 
 
