@@ -27,6 +27,9 @@ QUIET_ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bars go through huggingface_hub
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # "Saving the dataset" during `data export --hf`
     "TOKENIZERS_PARALLELISM": "false",  # the fork warning of the tokenizers library
+    # plain tqdm bars, such as transformers' "Converting and de-quantizing GGUF tensors"; shake's own
+    # training bar asks for itself explicitly (disable=False) and stays
+    "TQDM_DISABLE": "1",
 }
 LOG_NAME = "shake.log"
 _SHAKE_SOURCES = tuple(str(Path(__file__).resolve().parents[1] / pkg) + os.sep for pkg in ("engine", "trainer", "tui"))
