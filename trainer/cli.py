@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from trainer.config import add_arguments, from_args
@@ -37,7 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.recipe import train
 
     stop = args.stop_file
-    result = train(from_args(args), load_config().data_dir,
+    # the progress bar is for a person at a terminal; piped or captured, the lines below say it all
+    result = train(from_args(args), load_config().data_dir, progress=sys.stderr.isatty(),
                    should_stop=(lambda step: stop.exists()) if stop else None)
     if os.environ.get("RANK", "0") == "0":  # one summary for a multi-process run
         print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
@@ -63,8 +65,7 @@ def cmd_student_export(args: argparse.Namespace) -> int:
     from trainer.export import export_student
 
     check_output(args.out, directory=True)
-    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
-                           gguf=args.gguf)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    exported = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
+                              gguf=args.gguf)
+    print("\n".join(exported.lines()))
     return 0

@@ -108,8 +108,15 @@ def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example],
 
     held = [ex for ex in examples if bucket(ex) < eval_fraction]
     train = [ex for ex in examples if bucket(ex) >= eval_fraction]
-    if not train:
-        train, held = examples, []
+    if len(examples) < 2 or eval_fraction <= 0:
+        return examples, []
+    # a small dataset still gets a row on each side: `shake eval` needs a held-out row, training a row
+    if not held:
+        moved = min(train, key=bucket)
+        held, train = [moved], [ex for ex in train if ex is not moved]
+    elif not train:
+        moved = max(held, key=bucket)
+        train, held = [moved], [ex for ex in held if ex is not moved]
     return train, held
 
 

@@ -218,7 +218,8 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True,
+                   disable=False)  # shake's own bar, whatever TQDM_DISABLE says (engine/logs.py)
     run_state = {"snapshot_sha256": snapshot.sha256, "total_steps": total_steps}
     last: dict = {}
     metrics_file = metrics_path.open("a", encoding="utf-8") if ddp.main else None
