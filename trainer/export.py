@@ -58,6 +58,9 @@ def export_student(run_dir: Path, out: Path, *, ollama: bool = False, gguf: bool
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(adapter_dir(run_dir), out / "adapter")
     merged = model.merge_and_unload()
+    # A base loaded from a GGUF keeps transformers' "gguf quantizer", which refuses to save; its
+    # weights are already dequantized to float32, so the merged model saves as a plain one.
+    merged.hf_quantizer = None
     merged.save_pretrained(out / "merged", safe_serialization=True)
     tokenizer.save_pretrained(out / "merged")
     paths = {"adapter": out / "adapter", "merged": out / "merged"}
