@@ -27,19 +27,22 @@ from engine.teachers.pool import TeacherPool
 TEACHER = "smollm2"
 
 
-def teacher_toml(teacher_model: str) -> list[str]:
+def teacher_toml(teacher_model: str, worker_max_tokens: int) -> list[str]:
+    """The teacher, and answers capped at what a task needs (a step is one change to a small script)."""
     model = f'model = "{teacher_model}"' if teacher_model else 'model = ""'
     return [f"[teachers.{TEACHER}]", 'backend = "embedded"', model, "top_logprobs = 20",
-            "[sampling.worker]", "temperature = 0.3", "max_tokens = 512",
+            "[sampling.worker]", "temperature = 0.3", f"max_tokens = {worker_max_tokens}",
+            "[sampling.planner]", "temperature = 0.2", "max_tokens = 128",
+            "[sampling.lead]", "temperature = 0.2", "max_tokens = 160",
             "[session]", "switch_teacher_after = 3", "max_steps = 1",
             "[runner]", "timeout_s = 10.0"]
 
 
 def write_config(path: Path, teacher_model: str, student_gguf: Path | None = None, mode: str = "off",
-                 worker: str | None = None) -> Path:
+                 worker: str | None = None, worker_max_tokens: int = 512) -> Path:
     """A config for one phase: `mode` side-chain or student-first with `student_gguf`; or, with
     `worker`, that teacher as the only worker (the evaluation's sessions)."""
-    lines = teacher_toml(teacher_model)
+    lines = teacher_toml(teacher_model, worker_max_tokens)
     if student_gguf is not None:
         lines += ["[teachers.student]", 'backend = "embedded"', f'model = "{student_gguf}"', "top_logprobs = 20"]
     if worker is not None:
@@ -105,7 +108,7 @@ def dataset_stats(data_dir: Path) -> dict:
 
 
 def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, student_gguf: Path | None, *,
-                  max_reviews: int, seed: int) -> dict:
+                  max_reviews: int, seed: int, worker_max_tokens: int = 512) -> dict:
     data_dir = round_dir / "data"
     workdir = round_dir / "tasks"
     log_path = round_dir / "collect.jsonl"
@@ -119,7 +122,7 @@ def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, studen
         if not part:
             continue
         config = write_config(round_dir / f"config-{mode}.toml", teacher_model, student_gguf,
-                              "off" if mode == "teacher" else mode)
+                              "off" if mode == "teacher" else mode, worker_max_tokens=worker_max_tokens)
         results += run_phase(part, config, data_dir, workdir, log_path, max_reviews=max_reviews, seed=seed,
                              desc=f"{round_dir.name}: collect ({mode})", extra={"mode": mode})
     accepted = [r for r in results if r.get("accepted")]

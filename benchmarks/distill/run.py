@@ -63,7 +63,8 @@ def summarize(evals: dict[int, list[dict]]) -> dict:
 def cycles_for(name: str, gguf: Path, cyc_tasks: list[Task], work: Path, teacher_model: str, profile) -> dict:
     """Sessions on held-out tasks with the student as the only worker; the reviewer as the user."""
     base = work / "cycles" / name
-    config = write_config(base / "config.toml", teacher_model, gguf, "off", worker="student")
+    config = write_config(base / "config.toml", teacher_model, gguf, "off", worker="student",
+                          worker_max_tokens=profile.eval_max_tokens)
     rows = run_phase(cyc_tasks, config, base / "data", base / "tasks", base / "episodes.jsonl",
                      max_reviews=profile.max_reviews, seed=0, desc=f"cycles to accept: {name}")
     accepted = [r for r in rows if r.get("accepted")]
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"round {k}: collect with {'the teacher' if collector is None else 'the round ' + str(k - 1) + ' student'}")
         slice_ = order[k * profile.train_tasks_per_round:(k + 1) * profile.train_tasks_per_round]
         summary = collect_round(round_dir, slice_, args.teacher_model, collector, max_reviews=profile.max_reviews,
-                                seed=k)
+                                seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320))
         names = profile.variants if k == 0 else profile.round_variants
         evals: dict[str, dict[int, list[dict]]] = {}
         current = {}
