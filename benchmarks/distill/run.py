@@ -17,7 +17,7 @@ from engine.tasks.task import Task
 from . import report, stats
 from .collect import collect_round, read_log, run_phase, write_config
 from .profile import DEFAULT_STUDENT, PROFILES, with_overrides
-from .students import evaluate, export_base, export_student_gguf, match_check, train_variant
+from .students import evaluate, export_base, export_student_gguf, match_check, release, train_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +67,7 @@ def cycles_for(name: str, gguf: Path, cyc_tasks: list[Task], work: Path, teacher
                           worker_max_tokens=profile.eval_max_tokens)
     rows = run_phase(cyc_tasks, config, base / "data", base / "tasks", base / "episodes.jsonl",
                      max_reviews=profile.max_reviews, seed=0, desc=f"cycles to accept: {name}")
+    release(gguf)
     accepted = [r for r in rows if r.get("accepted")]
     return {"tasks": len(rows), "accepted": len(accepted),
             "mean_cycles_accepted": sum(r["cycles"] for r in accepted) / len(accepted) if accepted else None,
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         slice_ = order[k * profile.train_tasks_per_round:(k + 1) * profile.train_tasks_per_round]
         summary = collect_round(round_dir, slice_, args.teacher_model, collector, max_reviews=profile.max_reviews,
                                 seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320))
+        if collector is not None:
+            release(collector)
         names = profile.variants if k == 0 else profile.round_variants
         evals: dict[str, dict[int, list[dict]]] = {}
         current = {}

@@ -94,6 +94,17 @@ def export_student_gguf(run_dir: Path, out_dir: Path) -> Path:
     return gguf
 
 
+def release(gguf: Path) -> None:
+    """Free the llama.cpp model of `gguf`. The embedded backend keeps every model it loaded for the
+    life of the process (one per GGUF path); an experiment loads dozens of 0.5 GB students."""
+    from engine.teachers.embedded import _LoadedModel
+
+    path = str(Path(gguf).resolve())
+    with _LoadedModel._cache_lock:
+        for key in [k for k in _LoadedModel._cache if k[0] == path]:
+            _LoadedModel._cache.pop(key).llm.close()
+
+
 def gguf_teacher(gguf: Path, name: str = "student") -> EmbeddedTeacher:
     return EmbeddedTeacher(TeacherConfig(name=name, model=str(gguf), n_ctx=2048))
 
@@ -112,6 +123,7 @@ def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, 
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 done[task.id] = row
+        release(gguf)
     return [done[t.id] for t in tasks]
 
 
@@ -134,5 +146,6 @@ def match_check(run_dir: Path, gguf: Path, tasks: list[Task], max_tokens: int) -
         prefixes.append(prefix / max(len(a), len(b), 1))
         same += a == b
     hf.close()
+    release(gguf)
     return {"tasks": len(tasks), "identical": same, "max_tokens": max_tokens,
             "mean_common_prefix_share": sum(prefixes) / len(prefixes) if prefixes else None}
