@@ -34,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "work")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "task_difficulty.json")
     parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
     parser.add_argument("--per-template", type=int, default=0,
                         help="only the first N variants of each template (0: all); a quicker, stratified measure")
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
-    teacher = EmbeddedTeacher(TeacherConfig(name="teacher", model=args.model))
+    teacher = EmbeddedTeacher(TeacherConfig(name="teacher", model=args.model, n_threads=args.threads))
     name = Path(args.model).stem if args.model else "smollm2-135m"
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / f"difficulty-{name}.jsonl"

@@ -27,10 +27,13 @@ from engine.teachers.pool import TeacherPool
 TEACHER = "smollm2"
 
 
+THREADS = {"n": 0}  # llama.cpp threads for every embedded model; 0: all cores (--threads)
+
+
 def teacher_toml(teacher_model: str, worker_max_tokens: int) -> list[str]:
     """The teacher, and answers capped at what a task needs (a step is one change to a small script)."""
     model = f'model = "{teacher_model}"' if teacher_model else 'model = ""'
-    return [f"[teachers.{TEACHER}]", 'backend = "embedded"', model, "top_logprobs = 20",
+    return [f"[teachers.{TEACHER}]", 'backend = "embedded"', model, "top_logprobs = 20", f"n_threads = {THREADS['n']}",
             "[sampling.worker]", "temperature = 0.3", f"max_tokens = {worker_max_tokens}",
             "[sampling.planner]", "temperature = 0.2", "max_tokens = 128",
             "[sampling.lead]", "temperature = 0.2", "max_tokens = 160",
@@ -44,7 +47,8 @@ def write_config(path: Path, teacher_model: str, student_gguf: Path | None = Non
     `worker`, that teacher as the only worker (the evaluation's sessions)."""
     lines = teacher_toml(teacher_model, worker_max_tokens)
     if student_gguf is not None:
-        lines += ["[teachers.student]", 'backend = "embedded"', f'model = "{student_gguf}"', "top_logprobs = 20"]
+        lines += ["[teachers.student]", 'backend = "embedded"', f'model = "{student_gguf}"', "top_logprobs = 20",
+                  f"n_threads = {THREADS['n']}"]
     if worker is not None:
         lines += ["[agents]", f'planner = ["{TEACHER}"]', f'lead = ["{TEACHER}"]', f'worker = ["{worker}"]',
                   f'analyzer = ["{TEACHER}"]']

@@ -15,7 +15,7 @@ from engine.store.atomic import atomic_write_text
 from engine.tasks.task import Task
 
 from . import report, stats
-from .collect import collect_round, read_log, run_phase, write_config
+from .collect import THREADS, collect_round, read_log, run_phase, write_config
 from .profile import DEFAULT_STUDENT, PROFILES, with_overrides
 from .students import evaluate, export_base, export_student_gguf, match_check, release, train_variant
 
@@ -88,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", type=int, default=None, help="held-out tasks (0: all 64)")
     parser.add_argument("--train-tasks", type=int, default=None, help="train tasks collected per round")
     parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp and torch (0: all cores); "
+                        "1 is faster when other work keeps the cores busy")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        THREADS["n"] = args.threads
     profile = PROFILES["quick" if args.quick else "full"]
     profile = with_overrides(profile, seeds=tuple(range(args.seeds)) if args.seeds else None, rounds=args.rounds,
                              held_out=args.held_out, train_tasks_per_round=args.train_tasks,

@@ -106,7 +106,9 @@ def release(gguf: Path) -> None:
 
 
 def gguf_teacher(gguf: Path, name: str = "student") -> EmbeddedTeacher:
-    return EmbeddedTeacher(TeacherConfig(name=name, model=str(gguf), n_ctx=2048))
+    from .collect import THREADS
+
+    return EmbeddedTeacher(TeacherConfig(name=name, model=str(gguf), n_ctx=2048, n_threads=THREADS["n"]))
 
 
 def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, desc: str) -> list[dict]:
