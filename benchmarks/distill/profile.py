@@ -25,6 +25,7 @@ class Profile:
     max_length: int
     eval_max_tokens: int
     cycles_tasks: int  # held-out tasks for "cycles to accept" (student as the worker, in sessions)
+    cycles_variants: tuple[str, ...]  # round-0 students (seed 0) measured that way; later rounds: round_variants
     match_tasks: int  # held-out tasks on which GGUF and transformers answers are compared
     match_tokens: int
 
@@ -35,12 +36,13 @@ class Profile:
 FULL = Profile(
     name="full", train_tasks_per_round=16, held_out=50, seeds=(0, 1, 2), rounds=3, variants=VARIANTS,
     round_variants=(DEFAULT_STUDENT,), max_reviews=3, train_steps=8, batch_size=2, lr=5e-4, lora_r=16,
-    max_length=1024, eval_max_tokens=320, cycles_tasks=6, match_tasks=2, match_tokens=48,
+    max_length=1024, eval_max_tokens=320, cycles_tasks=6, cycles_variants=VARIANTS, match_tasks=2, match_tokens=48,
 )
 QUICK = Profile(
     name="quick", train_tasks_per_round=3, held_out=3, seeds=(0,), rounds=2, variants=VARIANTS,
     round_variants=(DEFAULT_STUDENT,), max_reviews=2, train_steps=1, batch_size=2, lr=3e-4, lora_r=8,
-    max_length=768, eval_max_tokens=96, cycles_tasks=1, match_tasks=1, match_tokens=8,
+    max_length=768, eval_max_tokens=96, cycles_tasks=1, cycles_variants=(DEFAULT_STUDENT,), match_tasks=1,
+    match_tokens=8,
 )
 PROFILES = {"full": FULL, "quick": QUICK}
 

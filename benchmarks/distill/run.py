@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 student_dir = round_dir / "students" / name
                 eval_log = round_dir / "eval" / f"{name}.jsonl"
                 done = len(read_log(eval_log)) >= len(held)
-                wants_cycles = seed == profile.seeds[0] and (k == 0 or variant in profile.round_variants)
+                wants_cycles = seed == profile.seeds[0] and variant in (profile.cycles_variants if k == 0
+                                                                       else profile.round_variants)
                 cycles_log = work / "cycles" / f"round{k}-{name}" / "episodes.jsonl"
                 cycles_done = len(read_log(cycles_log)) >= len(cyc_tasks)
                 gguf = student_dir / "student.gguf"
