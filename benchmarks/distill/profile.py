@@ -28,6 +28,7 @@ class Profile:
     cycles_variants: tuple[str, ...]  # round-0 students (seed 0) measured that way; later rounds: round_variants
     match_tasks: int  # held-out tasks on which GGUF and transformers answers are compared
     match_tokens: int
+    first_templates: tuple[str, ...] = ()  # train templates collected first (--quick: one the teacher can solve)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +43,7 @@ QUICK = Profile(
     name="quick", train_tasks_per_round=3, held_out=3, seeds=(0,), rounds=2, variants=VARIANTS,
     round_variants=(DEFAULT_STUDENT,), max_reviews=2, train_steps=1, batch_size=2, lr=3e-4, lora_r=8,
     max_length=768, eval_max_tokens=96, cycles_tasks=1, cycles_variants=(DEFAULT_STUDENT,), match_tasks=1,
-    match_tokens=8,
+    match_tokens=8, first_templates=("off_by_one", "wrong_operator"),
 )
 PROFILES = {"full": FULL, "quick": QUICK}
 

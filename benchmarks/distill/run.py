@@ -38,11 +38,13 @@ def spread(items: list[Task]) -> list[Task]:
     return out
 
 
-def train_order(seed: int = 12) -> list[Task]:
-    """Train tasks in a fixed order: shuffled by template, then spread, so each round's slice differs."""
+def train_order(first_templates: tuple[str, ...] = (), seed: int = 12) -> list[Task]:
+    """Train tasks in a fixed order: shuffled, then spread over templates, so each round's slice differs;
+    the tasks of `first_templates` go first (the quick profile starts where the teacher can succeed)."""
     train = tasks(TRAIN)
     random.Random(seed).shuffle(train)
-    return spread(train)
+    first = [t for t in train if t.template in first_templates]
+    return spread(first) + spread([t for t in train if t.template not in first_templates]) if first else spread(train)
 
 
 def outcomes(rows: list[dict], key: str = "passed") -> list[float]:
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
     held = spread(tasks(HELD_OUT))[: profile.held_out or None]
-    order = train_order()
+    order = train_order(profile.first_templates)
     needed = profile.train_tasks_per_round * profile.rounds
     if needed > len(order):
         print(f"{profile.rounds} rounds of {profile.train_tasks_per_round} tasks need {needed} train tasks; "
