@@ -61,6 +61,8 @@ def export_student(run_dir: Path, out: Path, *, ollama: bool = False, gguf: bool
     # A base loaded from a GGUF keeps transformers' "gguf quantizer", which refuses to save; its
     # weights are already dequantized to float32, so the merged model saves as a plain one.
     merged.hf_quantizer = None
+    if getattr(merged.config, "quantization_config", None) is not None:
+        del merged.config.quantization_config  # else loading the merged directory would look for the GGUF
     merged.save_pretrained(out / "merged", safe_serialization=True)
     tokenizer.save_pretrained(out / "merged")
     paths = {"adapter": out / "adapter", "merged": out / "merged"}

@@ -67,7 +67,9 @@ def export_gguf(merged_dir: Path, out_file: Path, tokenizer_gguf: Path) -> Path:
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv)
     writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-5))
-    writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    # transformers >= 5 keeps the RoPE base under rope_parameters (SmolLM2: 100000, not the default 10000)
+    rope_theta = config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta") or 10000.0
+    writer.add_rope_freq_base(float(rope_theta))
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     if _copy_tokenizer(gguf.GGUFReader(str(tokenizer_gguf)), writer) == 0:
         raise TrainError(f"{tokenizer_gguf} holds no tokenizer metadata")

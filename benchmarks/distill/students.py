@@ -69,6 +69,8 @@ def export_base(out_dir: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model = copy.deepcopy(base_model())
     model.hf_quantizer = None  # loaded from a GGUF, already dequantized to float32
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
     model.save_pretrained(tmp / "merged", safe_serialization=True)
     load_tokenizer("").save_pretrained(tmp / "merged")
     export_gguf(tmp / "merged", tmp / "student.gguf", default_gguf_path())
