@@ -46,7 +46,7 @@ def markdown(result: dict) -> str:
                      f"({r['complete_rows']}) | {r['student_negatives']} | " + " | ".join(cells) + " |")
     lines += ["", f"Profile `{p['name']}`: {p['train_tasks_per_round']} train tasks per round, {p['train_steps']} "
                   f"steps × {p['batch_size']} rows per run, LoRA r={p['lora_r']}, lr {p['lr']}; "
-                  f"{result['minutes']:.0f} min on this machine."]
+                  f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
     return "\n".join(lines) + "\n"
 
 

@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             collector.unlink(missing_ok=True)  # its round is collected
         collector = next_collector
         per_round.append(evals)
-        rounds.append({"round": k, "collected_with": "teacher" if k == 0 else f"{DEFAULT_STUDENT}-s{profile.seeds[0]} "
-                       f"of round {k - 1} (side-chain, then student-first)", **summary,
+        rounds.append({"round": k, "collected_with": "teacher" if "teacher" in summary["modes"] else
+                       f"{DEFAULT_STUDENT}-s{profile.seeds[0]} of round {k - 1} (side-chain, then student-first)", **summary,
                        "variants": {v: {key: val for key, val in summarize(e).items() if key != "_matrix"}
                                     for v, e in evals.items()}})
 
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if (work / "round0" / "match.json").exists() else None,
         "teacher": args.teacher_model or "SmolLM2-135M-Instruct Q4_1 (bundled)",
         "student": "SmolLM2-135M-Instruct (float32 from the bundled GGUF), LoRA; evaluated as F32 GGUF on llama.cpp",
-        "profile": profile.as_dict(), "minutes": (time.time() - started) / 60,
+        "profile": profile.as_dict(), "minutes_last_invocation": (time.time() - started) / 60,
         "load_average": os.getloadavg(),
     }
     paths = report.write(result, out_dir)
