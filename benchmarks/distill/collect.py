@@ -74,9 +74,16 @@ def run_phase(tasks: list[Task], config_path: Path, data_dir: Path, workdir: Pat
     """Run `tasks` as sessions with the config at `config_path`; one JSON line per finished task."""
     from tqdm import tqdm
 
-    os.environ["SHAKE_CONFIG"] = str(config_path)
-    os.environ["SHAKE_DATA"] = str(data_dir)
-    config = load_config()
+    saved = {key: os.environ.get(key) for key in ("SHAKE_CONFIG", "SHAKE_DATA")}
+    os.environ["SHAKE_CONFIG"], os.environ["SHAKE_DATA"] = str(config_path), str(data_dir)
+    try:
+        config = load_config()
+    finally:  # the configuration is read once; leave the caller's environment as it was
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     done = read_log(log_path)
     todo = [t for t in tasks if t.id not in done]
     if todo:
