@@ -58,6 +58,7 @@ class Walk:
     env: dict[str, str]
     ran: list[list[str]] = field(default_factory=list)
     session_id: str = ""
+    second_session_id: str = ""
     rows_before_teachers: int = 0
 
     @property
@@ -158,20 +159,29 @@ def session_resumed_and_accepted(walk: Walk) -> None:
     rows = walk.rows()
     assert len(rows) >= 2 and all(r["chosen"] and r["chosen"]["script"] == final for r in rows)
     assert re.search(rf"== dataset: {len(rows)} rows \({len(rows)} complete\) in {re.escape(str(walk.data))}", out)
+    # a second session, accepted at its first proposal: training holds out whole steps, so the run needs two
+    feedback = feedback_file(walk, "accept-at-once.txt", "accept: fine")
+    out = walk.shake("session", "greet.py", "--request", REQUEST, "--feedback", feedback, "--max-steps", "1").out
+    walk.second_session_id = re.search(r"^== session (\w+)$", out, re.M).group(1)
+    second = [r for r in walk.rows() if r["session_id"] == walk.second_session_id]
+    assert second and all(r["chosen"] for r in second)
+    assert sum(1 for r in second if r["rejected"] is None) == (0 if any(r["rejected"] for r in second) else 1)
 
 
 @step("shake sessions")
 def sessions(walk: Walk) -> None:
     out = walk.shake("sessions").out
-    assert re.fullmatch(rf"{walk.session_id}  done +1/1 steps  greet\.py: {REQUEST}\n", out)
+    assert re.fullmatch(rf"{walk.session_id}  done +1/1 steps  greet\.py: {REQUEST}\n"
+                        rf"{walk.second_session_id}  done +1/1 steps  greet\.py: {REQUEST}\n", out)
 
 
 @step("shake data stats [--json]")
 def data_stats(walk: Walk) -> None:
     stats = json.loads(walk.shake("data", "stats", "--json").out)
-    n = len(walk.rows())
-    assert stats["rows"] == stats["complete_rows"] == n and stats["with_rejected"] == n
-    assert stats["with_logprobs"] == n and stats["by_kind"]["redo"] == 2
+    rows = walk.rows()
+    n = len(rows)
+    assert stats["rows"] == stats["complete_rows"] == n and stats["with_rejected"] == sum(1 for r in rows if r["rejected"])
+    assert stats["with_logprobs"] == n and stats["by_kind"]["redo"] == 2 and stats["by_agent"] == {"worker": n}
     assert f"  rows                {n}\n" in walk.shake("data", "stats").out
 
 
@@ -187,8 +197,9 @@ def data_export(walk: Walk) -> None:
     assert walk.shake("data", "export", "--out", "rows.jsonl").out == f"wrote {n} rows to rows.jsonl (jsonl)\n"
     records = [json.loads(line) for line in (walk.home / "rows.jsonl").read_text().splitlines()]
     assert len(records) == n and all(r["prompt"][0]["role"] == "system" and r["chosen"][0]["role"] == "assistant"
-                                     and r["rejected_kind"] == "redo" and r["chosen_logprobs"]["token_ids"]
+                                     and r["chosen_logprobs"]["token_ids"] and r["logprobs_match_prompt"]
                                      for r in records)
+    assert [r["rejected_kind"] for r in records if r["session_id"] == walk.session_id] == ["redo", "redo"]
     assert walk.shake("data", "export").out == (walk.home / "rows.jsonl").read_text()  # stdout: the JSONL itself
     assert "give --out FILE" in walk.shake("data", "export", "--format", "parquet", expect=2).err
     walk.shake("data", "export", "--format", "parquet", "--out", "rows.parquet", "--paired-only")
@@ -209,9 +220,10 @@ def data_export_hf(walk: Walk) -> None:
 @step("shake data export --format axolotl [--out FILE] [--student MODEL]")
 def data_export_axolotl(walk: Walk) -> None:
     out = walk.shake("data", "export", "--format", "axolotl", "--out", "kd.jsonl").out
-    assert out == "wrote 1 rows to kd.jsonl (axolotl)\n"  # one accepted step, soft labels with the student's ids
-    (record,) = [json.loads(line) for line in (walk.home / "kd.jsonl").read_text().splitlines()]
-    assert record["messages"][-1]["role"] == "assistant" and record["logprobs"][0][0]["token"].startswith("token_id:")
+    assert out == "wrote 2 rows to kd.jsonl (axolotl)\n"  # two accepted steps, soft labels with the student's ids
+    records = [json.loads(line) for line in (walk.home / "kd.jsonl").read_text().splitlines()]
+    assert all(r["messages"][-1]["role"] == "assistant" and r["logprobs"][0][0]["token"].startswith("token_id:")
+               for r in records)
 
 
 @step("shake train [--flags]")
@@ -233,13 +245,29 @@ def train_resumed(walk: Walk) -> None:
     assert (run / "DONE").exists()
 
 
+@step("shake train --init-from RUN")
+def train_from_the_first_run(walk: Walk) -> None:
+    out = walk.shake("train", "--init-from", "first", "--name", "second", "--max-steps", "1", "--lora-r", "4",
+                     "--eval-fraction", "0.5").out
+    assert "done: 1 steps" in out
+    config = json.loads((walk.data / "runs" / "second" / "config.json").read_text())
+    assert config["init_from"] == "first"
+
+
 @step("shake eval RUN [--generate] [--max-new-tokens N]")
 def evaluate(walk: Walk) -> None:
     report = json.loads(walk.shake("eval", "first").out)
     assert report["held_out_rows"] >= 1 and math.isfinite(report["loss"])
     report = json.loads(walk.shake("eval", "first", "--generate", "--max-new-tokens", "48").out)
-    assert report["generated"] == report["held_out_rows"] and 0.0 <= report["pass_rate"] <= 1.0
+    assert report["generated"] == report["held_out_steps"] == 1 and 0.0 <= report["pass_rate"] <= 1.0
     assert json.loads((walk.data / "runs" / "first" / "eval.json").read_text()) == report
+
+
+@step("shake eval RUN --scoreboard [--max-steps N]")
+def scoreboard(walk: Walk) -> None:
+    walk.shake("eval", "first", "--scoreboard", "--max-steps", "1")
+    board = json.loads((walk.data / "runs" / "first" / "scoreboard.json").read_text())
+    assert board["held_out_steps"] == 1 and {c["contestant"] for c in board["contestants"]} == {"student", "base", "teacher"}
 
 
 @step("shake student export RUN --out DIR [--gguf] [--ollama]")
