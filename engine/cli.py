@@ -53,8 +53,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_stats)
     p = data.add_parser("export", help="write the dataset in TRL's prompt/chosen/rejected layout")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", type=Path, help="a JSONL or Parquet file")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="a JSONL or Parquet file (default: JSONL on standard output)")
     target.add_argument("--hf", type=Path, metavar="DIR", help="a Hugging Face `datasets` directory (save_to_disk)")
     p.add_argument("--paired-only", action="store_true", help="only rows that have a rejected (ORPO/DPO need one)")
     p.add_argument("--student", default="", metavar="MODEL",
@@ -293,7 +293,7 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     config = load_config()
     if args.hf:
         check_output(args.hf, directory=True, what="--hf")
-    else:
+    elif args.out is not None:
         check_output(args.out, force=args.force)
     with read_store(config, args) as store:
         if args.hf:
@@ -305,6 +305,15 @@ def cmd_data_export(args: argparse.Namespace) -> int:
                 from trainer.student import load_tokenizer  # the trainer's own student loader
 
                 tokenizer = load_tokenizer(args.student or "")
+            if args.out is None:  # the JSONL itself on stdout, nothing else, so that it pipes
+                if args.format == "parquet":
+                    raise InputError("parquet is binary and is not written to standard output; give --out FILE")
+                try:
+                    export_dataset(store, None, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
+                except BrokenPipeError:  # `shake data export | head`: the reader has what it wanted
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                report_skipped(store)
+                return 0
             report = export_dataset(store, args.out, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
             where = f"{args.out} ({args.format})"
         report_skipped(store)
@@ -365,6 +374,8 @@ def cmd_teachers(args: argparse.Namespace) -> int:
         agents = [a for a, names in config.agents.items() if name in names]
         if t.backend == "embedded":
             where = t.model or "bundled SmolLM2-135M-Instruct"
+        elif t.backend == "student":  # in process, like embedded: a path, no host
+            where = t.model
         else:
             where = f"{t.model} @ {t.host or 'default host'}"
         status = "ok" if problem is None else f"UNAVAILABLE: {problem}"

@@ -190,11 +190,11 @@ def test_ollama_export_writes_a_modelfile(dataset, tiny_student, tmp_path):
 
     run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
                             run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
-    paths = export_student(run.run_dir, tmp_path / "out", ollama=True)
-    text = paths["modelfile"].read_text()
+    exported = export_student(run.run_dir, tmp_path / "out", ollama=True)
+    text = exported.modelfile.read_text()
     assert "FROM ./merged" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
-    assert (paths["merged"] / "config.json").exists()
-    assert json.loads((paths["merged"] / "config.json").read_text())["model_type"] == "llama"
+    assert (exported.merged / "config.json").exists()
+    assert json.loads((exported.merged / "config.json").read_text())["model_type"] == "llama"
 
 
 def test_gguf_export_runs_on_llama_cpp_with_the_same_numbers(tiny_student, tmp_path):

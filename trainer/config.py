@@ -18,8 +18,10 @@ class TrainConfig:
     run_dir: str = opt("", "explicit run directory (overrides --name)")
     resume: bool = opt(False, "continue the run from its newest complete checkpoint")
     seed: int = opt(0, "seed for data order, LoRA init and dropout")
+    init_from: str = opt("", "start from a previous run (name or directory: its adapter), an exported adapter "
+                             "or a merged model directory, instead of the base student")
     # -- data --------------------------------------------------------------------------------
-    eval_fraction: float = opt(0.1, "share of rows held out for `shake eval` (by row id hash)")
+    eval_fraction: float = opt(0.1, "share of steps held out for `shake eval` (whole steps, by a hash of the step)")
     max_length: int = opt(2048, "prompt + response tokens; longer rows are skipped with a warning")
     skip_bad: bool = opt(False, "leave out data files that are not valid session files (each is named) instead of "
                          "stopping")

@@ -21,8 +21,10 @@ import traceback
 from pathlib import Path
 
 from engine import cli as engine_cli
+from engine.config import default_data_dir, load_config
 from engine.errors import ShakeError
 from engine.execution.sanitize import sanitize
+from engine.logs import LOG_NAME, log_file, route_third_party_output
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141
@@ -49,7 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
         trainer_cli = None
     if trainer_cli is not None:
         trainer_cli.add_commands(sub)
+    add_verbose(parser)
     return parser
+
+
+def add_verbose(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """`--verbose` before or after the command: `shake --verbose train` and `shake train --verbose`."""
+    parser.add_argument("--verbose", "-v", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show the warnings, log messages and progress bars of the libraries shake uses "
+                        f"(otherwise they go to DATA/{LOG_NAME})")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_verbose(child, top=False)
+
+
+def log_path() -> Path:
+    """DATA/shake.log, for the libraries' messages; resolved when the first one arrives."""
+    try:
+        return log_file(load_config().data_dir)
+    except ShakeError:  # a broken config is reported by the command itself
+        return log_file(default_data_dir())
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_app)
+    route_third_party_output(verbose=args.verbose, log_path=log_path)
     try:
         code = func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below

@@ -24,7 +24,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from engine.errors import InputError
 from engine.store.atomic import atomic_write_text
@@ -92,8 +92,14 @@ def _check_out(out: Path) -> Path:
     return out
 
 
+def jsonl_lines(records: list[dict[str, Any]]) -> Iterator[str]:
+    """One JSON object per line, the layout `datasets.load_dataset("json", ...)` and TRL read as it is."""
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def _jsonl(records: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
+    return "".join(jsonl_lines(records))
 
 
 def export_dataset(store: DatasetStore, out: Path | None, fmt: str = "jsonl", *, paired_only: bool = False,
@@ -111,7 +117,10 @@ def export_dataset(store: DatasetStore, out: Path | None, fmt: str = "jsonl", *,
     if out is None:
         if fmt == "parquet":
             raise InputError("Parquet is binary: give --out FILE (JSONL can go to standard output)")
-        (stdout or sys.stdout).write(_jsonl(records))
+        stream = stdout or sys.stdout
+        for line in jsonl_lines(records):
+            stream.write(line)
+        stream.flush()
         return report
     out = _check_out(out)
     if fmt != "parquet":
