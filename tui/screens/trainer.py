@@ -218,10 +218,11 @@ class TrainerScreen(Screen):
         self.query_one("#eval-results", Static).set_classes("")
         self.score(self.run_dir)
 
-    def run_shake(self, *args: str) -> tuple[int, str, str] | None:
-        """A `shake` command in its own process (quitting the app ends it); None when cancelled."""
+    def run_shake(self, run_dir: Path, *args: str) -> str | None:
+        """`shake eval RUN ARGS` in its own process (quitting the app ends it): its output, or None when
+        it was cancelled or failed (the failure's reason posted for the screen)."""
         worker = get_current_worker()
-        proc = subprocess.Popen([*self.app.shake_command, *args], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*self.app.shake_command, "eval", str(run_dir), *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         while proc.poll() is None:
             if worker.is_cancelled:
@@ -230,17 +231,16 @@ class TrainerScreen(Screen):
                 return None
             time.sleep(0.1)
         out, err = proc.communicate()
-        return proc.returncode, out, err
+        if proc.returncode != 0:
+            self.post_message(self.EvaluationFailed(run_dir, failure_reason(err or out)))
+            return None
+        return out
 
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def evaluate(self, run_dir: Path) -> None:
         """`shake eval RUN`: held-out loss and pass rate."""
-        ran = self.run_shake("eval", str(run_dir))
-        if ran is None:
-            return
-        code, out, err = ran
-        if code != 0:
-            self.post_message(self.EvaluationFailed(run_dir, failure_reason(err or out)))
+        out = self.run_shake(run_dir)
+        if out is None:
             return
         try:
             result = json.loads(out[out.index("{"):])
@@ -252,14 +252,8 @@ class TrainerScreen(Screen):
     @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
     def score(self, run_dir: Path) -> None:
         """`shake eval RUN --scoreboard`: the student against its teacher, step by step."""
-        ran = self.run_shake("eval", str(run_dir), "--scoreboard")
-        if ran is None:
-            return
-        code, out, err = ran
-        if code != 0:
-            self.post_message(self.EvaluationFailed(run_dir, failure_reason(err or out)))
-            return
-        self.post_message(self.Scored(run_dir))
+        if self.run_shake(run_dir, "--scoreboard") is not None:
+            self.post_message(self.Scored(run_dir))
 
     @on(Scored)
     def on_scored(self, message: Scored) -> None:
