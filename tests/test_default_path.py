@@ -437,7 +437,7 @@ async def test_the_app_on_the_defaults(walk):
             rows = [r.to_json() for r in app.store.rows() if r.step_index == 0]
             assert len(rows) == 1 and rows[0]["chosen"]["teacher"]["name"] == "smollm2"
             await pilot.press("f3")  # the dataset screen: the row, and its export
-            await wait_until(pilot, lambda: re.match(r"\d+ rows in 1 sessions · [1-9]\d* complete",
+            await wait_until(pilot, lambda: re.match(r"\d+ rows? in 1 session · [1-9]\d* complete",
                                                      str(app.screen.query_one("#dataset-counts").render())), timeout=30)
             await pilot.press("e")
             exported = await wait_until(pilot, lambda: list((walk.data / "exports").glob("*.jsonl")), timeout=30)
