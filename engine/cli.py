@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from engine.agents.analyzer import Classification
+from engine.agents.analyzer import SOURCES, Classification
 from engine.config import DEFAULT_CONFIG_TOML, Config, load_config, write_default_config
 from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
@@ -70,6 +70,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="with --init: replace an existing file")
     p.add_argument("--defaults", action="store_true", help="print the documented defaults")
     p.set_defaults(func=cmd_config)
+
+    from engine.prompts.cli import add_commands as add_prompt_commands
+
+    add_prompt_commands(sub)
 
 
 # -- session ----------------------------------------------------------------------------------
@@ -157,8 +161,7 @@ def cmd_session(args: argparse.Namespace) -> int:
                     return EXIT_PAUSED
                 print(f"feedback> {line}")
                 cls = session.classify(line)
-                origin = {"explicit": "explicit prefix", "analyzer": "analyzer", "default": "analyzer unsure; safe default"}
-                print(f"== label: {cls.name} ({origin.get(cls.source, cls.source)})")
+                print(f"== label: {cls.name} ({SOURCES.get(cls.source, cls.source)})")
                 cls = confirm_label(source, cls)
                 session.apply_feedback(cls, emit=print_event)
             print("\n== finished script")

@@ -12,8 +12,8 @@ comes from scores instead, and so does a calibrated "unsure" (`[analyzer] scorin
 - "channel": the log-probability of the user's words under each label's examples (what replies
   of satisfied users, of users who want a redo, of users who want more look like), normalized over
   the three. Small models model text far better than they name classes (the noisy-channel
-  classifier of Min et al., 2022); the examples are the analyzer prompt's demonstrations where it
-  has some for every label, else the labelled lines shipped in `engine/prompts/data`.
+  classifier of Min et al., 2022); the examples are the labelled lines shipped in
+  `engine/prompts/data` and the analyzer prompt's own demonstrations.
 
 Below `unsure_below` for the best label the analyzer is unsure, and Further edit applies: the label
 that loses nothing (the proposal is kept as the current script and the user can say more).
@@ -125,25 +125,28 @@ def shipped_examples() -> dict[str, tuple[str, ...]]:
 
 
 def examples_for(call: PromptCall | None) -> dict[str, tuple[str, ...]]:
-    """The prompt's own demonstrations when it has feedback for every label, else the shipped lines."""
+    """The shipped labelled lines, and the prompt's own demonstrations' feedback (a saved analyzer
+    prompt made from the user's dataset brings the user's own words)."""
+    out = {label: list(lines) for label, lines in shipped_examples().items()}
     if call is not None:
-        found: dict[str, list[str]] = {label: [] for label in LABELS}
         by_word = {word: label for label, word in LABEL_WORDS.items()}
         for demo in call.prompt.demos:
             label, text = by_word.get(demo.fields.get("label", "")), demo.fields.get("feedback")
-            if label in found and isinstance(text, str):
-                found[label].append(text)
-        if all(found.values()):
-            return {label: tuple(lines) for label, lines in found.items()}
-    return shipped_examples()
+            if label in out and isinstance(text, str) and text not in out[label]:
+                out[label].append(text)
+    return {label: tuple(lines) for label, lines in out.items()}
 
 
 def channel_probabilities(teacher: object, examples: dict[str, tuple[str, ...]], feedback: str) -> dict[str, float]:
     """p(label | feedback) ∝ p(feedback | label's examples): one teacher-forced score per label."""
+    own = getattr(teacher, "response_logprob", None)  # the embedded backend caches the three contexts
     logprobs = {}
     for label in LABELS:
-        scored = teacher.score(builtin.channel_messages(label, examples[label]), feedback, top_logprobs=0)  # type: ignore[attr-defined]
-        logprobs[label] = float(sum(scored.logprobs))
+        messages = builtin.channel_messages(label, examples[label])
+        if own is not None:
+            logprobs[label] = own(messages, feedback)
+        else:
+            logprobs[label] = float(sum(teacher.score(messages, feedback, top_logprobs=0).logprobs))  # type: ignore[attr-defined]
     return _normalize(logprobs)
 
 

