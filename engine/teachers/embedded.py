@@ -416,17 +416,8 @@ class EmbeddedTeacher:
         """Teacher-forced log-probabilities of `response` after `messages`, in one evaluation pass."""
         model = self.model
         with model.lock:
-            prompt_ids, _ = model.format_prompt(messages)
-            response_ids = model.tokenize_response(response)
-            if not response_ids:
-                raise TeacherError("cannot score an empty response")
-            full = prompt_ids + response_ids
-            if len(full) > self.config.n_ctx:
-                raise TeacherError(
-                    f"teacher '{self.config.name}': prompt and response have {len(full)} tokens, more than "
-                    f"n_ctx={self.config.n_ctx}"
-                )
-            logits = model.all_logits(full, len(prompt_ids))
+            prompt_ids, response_ids = self._prompt_and_response(messages, response)
+            logits = model.all_logits(prompt_ids + response_ids, len(prompt_ids))
             tokens = []
             for i, tok in enumerate(response_ids):
                 lp = log_softmax(logits[i])
@@ -464,15 +455,19 @@ class EmbeddedTeacher:
         scoring many responses after the same few prompts costs only the responses' tokens."""
         model = self.model
         with model.lock:
-            prompt_ids, _ = model.format_prompt(messages)
-            ids = model.tokenize_response(response)
-            if not ids:
-                raise TeacherError("cannot score an empty response")
-            self._check_length(len(prompt_ids) + len(ids))
+            prompt_ids, ids = self._prompt_and_response(messages, response)
             first = model.context(prompt_ids)
             total = float(model.continuation_logprobs(first, ids).sum())
             model.llm.reset()
         return total
+
+    def _prompt_and_response(self, messages: list[Message], response: str) -> tuple[list[int], list[int]]:
+        prompt_ids, _ = self.model.format_prompt(messages)
+        response_ids = self.model.tokenize_response(response)
+        if not response_ids:
+            raise TeacherError("cannot score an empty response")
+        self._check_length(len(prompt_ids) + len(response_ids))
+        return prompt_ids, response_ids
 
     def _check_length(self, n_tokens: int) -> None:
         if n_tokens > self.config.n_ctx:
