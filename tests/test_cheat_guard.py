@@ -102,3 +102,23 @@ def test_properties(before, after, request):
 def test_arbitrary_text_never_raises(before, after, request):
     report = check_proposal(before, after, request)
     assert isinstance(report.flagged, bool)
+
+
+def test_the_session_puts_the_finding_on_the_proposal_event(store, config, tmp_path):
+    from engine.session import Session
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher, worker_answer
+
+    script = tmp_path / "stats.py"
+    script.write_text(SCRIPT.replace("    return None\n", "    return max(values) if values else None\n"))
+    a = ScriptedTeacher("a", {"planner": ["1. Make largest faster"], "worker": [worker_answer("print('ok')\n")]})
+    session = Session.start(store, TeacherPool(config, extra={"a": a, "b": a}), config, script, "make largest faster")
+    session.plan()
+    events = []
+    session.propose(emit=events.append)
+    cheat = next(e for e in events if e.kind == "proposal").data["cheat"]
+    assert cheat["flagged"] and cheat["functions_removed"] == ["average", "largest"]
+    resumed = Session.resume(store, TeacherPool(config, extra={"a": a, "b": a}), config, session.id)
+    again = []
+    resumed.propose(emit=again.append)  # a proposal waiting for review is shown again with its finding
+    assert next(e for e in again if e.kind == "proposal").data["cheat"] == cheat
