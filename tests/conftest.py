@@ -27,7 +27,7 @@ switch_teacher_after = 2
 [runner]
 timeout_s = 5.0
 [analyzer]
-scoring = "off"  # scripted teachers' scores are placeholders; tests/test_analyzer.py scores with the real model
+scoring = "off"  # scripted teachers' scores are placeholders; tests/test_constrained.py scores with the real model
 """
 
 

@@ -104,7 +104,7 @@ def test_arbitrary_text_never_raises(before, after, request):
     assert isinstance(report.flagged, bool)
 
 
-def test_the_session_puts_the_finding_on_the_proposal_event(store, config, tmp_path):
+def test_the_session_puts_the_finding_in_the_proposal_warnings(store, config, tmp_path):
     from engine.session import Session
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher, worker_answer
@@ -116,9 +116,22 @@ def test_the_session_puts_the_finding_on_the_proposal_event(store, config, tmp_p
     session.plan()
     events = []
     session.propose(emit=events.append)
-    cheat = next(e for e in events if e.kind == "proposal").data["cheat"]
-    assert cheat["flagged"] and cheat["functions_removed"] == ["average", "largest"]
+    warnings = next(e for e in events if e.kind == "proposal").data["warnings"]
+    assert len(warnings) == 1 and "removes 2 of the script's 2 functions (average, largest)" in warnings[0]
+    assert session.pending_proposal().warnings == warnings
     resumed = Session.resume(store, TeacherPool(config, extra={"a": a, "b": a}), config, session.id)
     again = []
     resumed.propose(emit=again.append)  # a proposal waiting for review is shown again with its finding
-    assert next(e for e in again if e.kind == "proposal").data["cheat"] == cheat
+    assert next(e for e in again if e.kind == "proposal").data["warnings"] == warnings
+
+
+def test_the_headless_review_prints_the_finding(capsys):
+    from engine.cli import print_event
+    from engine.session import SessionEvent
+    from engine.session.events import EventKind
+
+    finding = check_proposal(SCRIPT, "print('ok')\n", "make largest faster").reason
+    print_event(SessionEvent(EventKind.PROPOSAL, "--- a\n+++ b\n", {"warnings": [finding]}))
+    print_event(SessionEvent(EventKind.PROPOSAL, "--- a\n+++ b\n", {"warnings": []}))
+    out = capsys.readouterr().out
+    assert out.count("!! The proposal may cheat: it removes") == 1

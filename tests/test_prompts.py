@@ -109,10 +109,10 @@ def test_a_pinned_version_is_what_the_session_sends_and_records(shake_env, confi
         worker_messages = [m for agent, m in a.calls if agent == "worker"][0]
         assert worker_messages[2]["content"].endswith('print("hi")\n```')  # the demonstration's answer
         session.apply_feedback(session.classify("accept: good"))
-        row = next(r for r in store.rows(session.id) if r.get("agent", "worker") == "worker")
-    assert row["chosen"]["prompt_version"] == pinned.version
-    assert row["chosen"]["constraint"] is None  # a scripted teacher is held to nothing
-    assert row["prompt"]["messages"] == worker_messages
+        row = next(r for r in store.rows(session.id) if r.is_worker)
+    assert row.chosen.prompt_version == pinned.version
+    assert row.chosen.constraint == ""  # a scripted teacher is held to nothing
+    assert row.prompt.chat() == worker_messages
 
 
 def test_a_missing_pinned_version_stops_the_session_with_its_name(shake_env, config, script_file):

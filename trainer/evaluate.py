@@ -1,8 +1,9 @@
 """`shake eval`: the student's loss parts on held-out rows and, optionally, whether its scripts run.
 
-Generation uses the held-out rows' prompts (the worker's first-cycle instruction with the script of
-that moment); each answer is parsed like a worker's and run in the engine's runner. The pass rate is
-the share of held-out rows whose answer parses and runs without error.
+Generation replays the held-out worker steps, one per step (a step's rows share their prompt: the
+worker's first-cycle instruction with the script of that moment; the planner's, lead's and analyzer's
+side-chain rows are no steps); each answer is parsed like a worker's and run in the engine's runner.
+The pass rate is the share of held-out steps whose answer parses and runs without error.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import torch
 from engine.agents.parsing import parse_worker_output
 from engine.config import RunnerConfig
 from engine.errors import OutputFormatError
-from engine.runner import run_script
+from engine.execution import run_script
 from engine.store import Snapshot
 from engine.store.atomic import atomic_write_text
 from trainer.config import TrainConfig
-from trainer.data import build_examples, collate, prompt_ids, split
+from trainer.data import build_examples, collate, held_out_steps, prompt_ids, split
 from trainer.errors import TrainError
 from trainer.recipe import batch_loss
 from trainer.student import load_base_model, load_tokenizer, resolve_device
@@ -77,11 +78,10 @@ def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512
                 sums.setdefault(key, []).append(value)
     result: dict = {"held_out_rows": len(held), **{k: sum(v) / len(v) for k, v in sums.items()}}
     if generate:
-        rows = {row["row_id"]: row for row in snapshot.rows}
+        steps = held_out_steps(snapshot.rows, held)
         passed = 0
-        for ex in held:
-            messages = rows[ex.row_id]["prompt"]["messages"]
-            ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
+        for step in steps:
+            ids = torch.tensor([prompt_ids(tokenizer, step.messages)], device=device)
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tokenizer.pad_token_id)
             text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
@@ -91,7 +91,8 @@ def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512
                 continue
             if run_script(script, runner or RunnerConfig()).ok:
                 passed += 1
-        result["generated"] = len(held)
-        result["pass_rate"] = passed / len(held)
+        result["held_out_steps"] = len(steps)
+        result["generated"] = len(steps)
+        result["pass_rate"] = passed / len(steps) if steps else None
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
     return result

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.agents.parsing import LABELS, parse_analyzer_output, parse_label
-from engine.agents.shapes import LABEL_WORDS
+from engine.agents.shapes import ANALYZER, LABEL_WORDS
 from engine.config import AnalyzerConfig
 from engine.errors import InputError, OutputFormatError, ScoringUnsupported, TeacherError
 from engine.prompts import builtin
@@ -174,3 +174,9 @@ def classify(generation: Generation, feedback: str, *, teacher: object | None, c
     except (ScoringUnsupported, TeacherError):
         return answer
     return decide(answer, probabilities, settings.unsure_below)
+
+
+def label_answer(label: str) -> str:
+    """The analyzer's answer that names `label` in its text form (a hard label for the dataset: the
+    user's own label, so the reasoning says only that)."""
+    return ANALYZER.render({"reasoning": "The user named the label.", "label": LABEL_WORDS[label]}, "text")

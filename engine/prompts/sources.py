@@ -17,6 +17,7 @@ from engine.prompts import builtin
 from engine.prompts.book import Demo
 from engine.prompts.optimize import LabelledFeedback, labelled_task_demos
 from engine.prompts.trial import TrialStep, accepted_step, task_step
+from engine.store.schema import RejectedKind
 
 
 @dataclass
@@ -50,34 +51,45 @@ def suite_sources(config: Config, n_train: int, n_validation: int, rng: random.R
                    labelled_task_demos(train_tasks), train_feedback, validation_feedback)
 
 
-LABEL_OF_KIND = {"redo": "redo", "further_edit": "further_edit"}
+LABEL_OF_KIND = {RejectedKind.REDO: "redo", RejectedKind.FURTHER_EDIT: "further_edit"}
+
+
+@dataclass(frozen=True)
+class AcceptedStep:
+    """One accepted worker step of the user's dataset: what the worker was given, what was accepted."""
+
+    id: str
+    step: str
+    instruction: str
+    script: str
+    accepted: str
+    reasoning: str
 
 
 def dataset_sources(config: Config, n_train: int, n_validation: int, rng: random.Random) -> Sources:
     """Accepted steps and labelled feedback from the user's dataset (read-only: works beside the app)."""
     from engine.store import DatasetStore
 
-    steps: dict[tuple, dict] = {}
+    steps: dict[tuple[str, int], AcceptedStep] = {}
     feedback: list[LabelledFeedback] = []
     with DatasetStore(config.data_dir, writable=False) as store:
         for row in store.rows():
-            if row.get("agent", "worker") != "worker":
+            if not row.is_worker:
                 continue
-            chosen, rejected, prompt = row.get("chosen"), row.get("rejected"), row.get("prompt") or {}
-            if chosen and chosen.get("script") and prompt.get("script") is not None:
-                steps.setdefault((row["session_id"], row["step_index"]), {
-                    "id": f"{row['session_id']}:{row['step_index']}", "step": row.get("step", ""),
-                    "instruction": prompt.get("instruction", ""), "script": prompt["script"],
-                    "accepted": chosen["script"], "reasoning": chosen.get("reasoning", "")})
-                if chosen.get("feedback"):
-                    feedback.append(LabelledFeedback(chosen["feedback"], "accepted", row.get("step", "")))
-            if rejected and rejected.get("kind") in LABEL_OF_KIND and rejected.get("feedback"):
-                feedback.append(LabelledFeedback(rejected["feedback"], LABEL_OF_KIND[rejected["kind"]], row.get("step", "")))
+            chosen, rejected = row.chosen, row.rejected
+            if chosen is not None and chosen.script:
+                steps.setdefault((row.session_id, row.step_index), AcceptedStep(
+                    f"{row.session_id}:{row.step_index}", row.step, row.prompt.instruction, row.prompt.script,
+                    chosen.script, chosen.reasoning))
+                if chosen.feedback:
+                    feedback.append(LabelledFeedback(chosen.feedback, "accepted", row.step))
+            if rejected is not None and rejected.kind in LABEL_OF_KIND and rejected.feedback:
+                feedback.append(LabelledFeedback(rejected.feedback, LABEL_OF_KIND[rejected.kind], row.step))
     train, validation = _split(list(steps.values()), n_train, n_validation, rng)
     unique = list({(f.feedback, f.label): f for f in feedback}.values())
     train_feedback, validation_feedback = _split(unique, 3 * n_train, 3 * n_validation, rng)
-    labelled = {"worker": [Demo(builtin.worker_user(s["instruction"], s["script"]),
-                                {"reasoning": s["reasoning"] or "I make the change the instruction asks for.",
-                                 "script": s["accepted"]}) for s in train]}
-    return Sources([], [accepted_step(s["id"], s["step"], s["script"], s["accepted"]) for s in validation], labelled,
+    labelled = {"worker": [Demo(builtin.worker_user(s.instruction, s.script),
+                                {"reasoning": s.reasoning or "I make the change the instruction asks for.",
+                                 "script": s.accepted}) for s in train]}
+    return Sources([], [accepted_step(s.id, s.step, s.script, s.accepted) for s in validation], labelled,
                    train_feedback, validation_feedback)

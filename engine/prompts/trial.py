@@ -25,8 +25,8 @@ from engine.agents.call import generate, sampling_for
 from engine.agents.parsing import parse_lead_output
 from engine.config import Config
 from engine.errors import OutputFormatError
+from engine.execution import run_script
 from engine.prompts.book import PromptBook
-from engine.runner import run_script
 from engine.teachers.base import Teacher
 
 SIMILAR_ENOUGH = 0.8  # a dataset step passes when its script is this close to the accepted one (difflib ratio)
