@@ -175,3 +175,11 @@ def test_plain_instructions_from_unconstrained_teachers_still_count_but_fences_d
     assert parse_instruction(Generation("The instruction should be: ```python ```"), "the step") == ("the step", True)
     # held to the shape and still outside it (cut at max_tokens): the step stands in
     assert parse_instruction(Generation("REASONING: it needs", constraint="lead@1"), "the step") == ("the step", True)
+
+
+def test_a_step_of_bare_numbers_is_no_step():
+    """Seen with the embedded SmolLM2 under the planner's grammar: "1. 1. 1. 1. ..." on one line, which
+    became the session's only step. Leading list numbers go; a line with no words is no step."""
+    assert parse_steps("1. 1. 1. 1. 1. 1. 1. 1.", 8) == []
+    assert parse_steps("1. 1. Add a --loud flag\n2. 2) Print it", 8) == ["Add a --loud flag", "Print it"]
+    assert parse_steps("1. Use 2.5 as the rate", 8) == ["Use 2.5 as the rate"]

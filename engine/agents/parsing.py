@@ -121,6 +121,10 @@ def parse_worker_output(text: str) -> WorkerAnswer:
     return WorkerAnswer(reasoning=reasoning, script=script + "\n")
 
 
+_LIST_NUMBERS = re.compile(r"^(?:\d+[.)](?:\s+|$))+")
+_WORD = re.compile(r"[^\W\d_]")  # a letter
+
+
 def parse_steps(text: str, max_steps: int) -> list[str]:
     """Numbered or bulleted lines (or the JSON form {"steps": [...]}) become steps, in order, without
     duplicates."""
@@ -139,7 +143,12 @@ def parse_steps(text: str, max_steps: int) -> list[str]:
     steps: list[str] = []
     for candidate in candidates:
         step = " ".join(candidate.split()).strip("*").strip()
-        if step and step.lower() not in (s.lower() for s in steps):
+        # A small model under the planner's grammar can loop on the list marker ("1. 1. 1. ..."):
+        # leading list numbers go, and a line left with no letter is no step.
+        step = _LIST_NUMBERS.sub("", step).strip()
+        if not _WORD.search(step):
+            continue
+        if step.lower() not in (s.lower() for s in steps):
             steps.append(step[:300])
     return steps[:max_steps]
 
