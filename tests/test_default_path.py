@@ -132,6 +132,30 @@ def teachers(walk: Walk) -> None:
     assert re.fullmatch(r"smollm2 +embedded +bundled SmolLM2-135M-Instruct +\[planner, lead, worker, analyzer\] +ok\n", out)
 
 
+@step("shake teachers --discover [--json] [--host URL]")
+def teachers_discover(walk: Walk) -> None:
+    out = walk.shake("teachers", "--discover").out
+    assert out.startswith("worker's teachers: smollm2\n") and re.search(r"^\(probed in [\d.]+ s\)$", out, re.M), out
+    for kind, url in (("Ollama", "http://127.0.0.1:11434"), ("OpenAI-compatible server", "http://127.0.0.1:8080"),
+                      ("OpenAI-compatible server", "http://127.0.0.1:8000")):
+        assert f"{kind} at {url}" in out  # loopback only, each usual port probed
+    found = json.loads(walk.shake("teachers", "--discover", "--json").out)
+    assert {s["url"] for s in found["servers"]} >= {"http://127.0.0.1:11434", "http://127.0.0.1:8080"}
+
+
+@step("shake teachers add NAME --from ollama:MODEL\\|openai:URL#MODEL [--host URL] [--force]")
+def teachers_add(walk: Walk) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port where nothing listens: no Ollama on this walk's machine
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    before = walk.config.read_text()
+    refused = walk.shake("teachers", "add", "coder", "--from", "ollama:qwen2.5-coder:7b", "--host", closed, expect=2).err
+    assert refused == f"shake: no Ollama at {closed}: not running\n"
+    assert walk.config.read_text() == before  # nothing written when the model cannot be found
+
+
 @step("shake session SCRIPT --request TEXT\\|--request-file PATH [--feedback FILE\\|-] [--max-steps N] [--out FILE [--force]]")
 def session_until_the_feedback_runs_out(walk: Walk) -> None:
     (walk.home / "greet.py").write_text(SCRIPT)
@@ -206,7 +230,8 @@ def data_export(walk: Walk) -> None:
     import pyarrow.parquet as pq
 
     table = pq.read_table(walk.home / "rows.parquet")
-    assert table.num_rows == n and {"prompt", "chosen", "rejected", "chosen_logprobs"} <= set(table.column_names)
+    paired = sum(r["rejected"] is not None for r in records)  # a step accepted on its first cycle has none
+    assert table.num_rows == paired and {"prompt", "chosen", "rejected", "chosen_logprobs"} <= set(table.column_names)
 
 
 @step("shake data export --hf DIR")
