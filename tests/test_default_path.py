@@ -251,6 +251,22 @@ def data_export_axolotl(walk: Walk) -> None:
                for r in records)
 
 
+@step("shake prompts list` / `show AGENT\\|VERSION [--form json]", "shake prompts add AGENT --from FILE [--pin]",
+      "shake prompts optimize [--agents lead,worker,analyzer] [--source suite\\|dataset] [--pin]")
+def prompts_listed_added_and_optimized(walk: Walk) -> None:
+    listed = walk.shake("prompts", "list").out
+    assert all(agent in listed for agent in ("planner", "lead", "worker", "analyzer", "judge"))
+    assert "LABEL: ACCEPTED, REDO or EDIT" in walk.shake("prompts", "show", "analyzer").out
+    (walk.home / "lead.txt").write_text("You are the project lead. Tell the programmer in plain words what to change.\n")
+    added = walk.shake("prompts", "add", "lead", "--from", "lead.txt").out  # not pinned: later steps keep the built-in
+    version = re.search(r"^saved (lead-[0-9a-f]{12}) ", added, re.M).group(1)
+    assert version in walk.shake("prompts", "list").out
+    assert "INSTRUCTION:" in walk.shake("prompts", "show", version).out  # the answer format is always added
+    out = walk.shake("prompts", "optimize", "--agents", "analyzer", "--source", "suite", "--train", "1",
+                     "--validation", "1", "--candidates", "1", "--max-demos", "1").out
+    assert "best:" in out
+
+
 @step("shake train [--flags]")
 def train_until_stopped(walk: Walk) -> None:
     (walk.home / "stop").touch()  # stop after the first step, so that the next command has something to resume
