@@ -113,21 +113,27 @@ def gguf_teacher(gguf: Path, name: str = "student") -> EmbeddedTeacher:
     return EmbeddedTeacher(TeacherConfig(name=name, model=str(gguf), n_ctx=2048, n_threads=THREADS["n"]))
 
 
-def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, desc: str) -> list[dict]:
+def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, desc: str,
+             backwards: bool = False) -> list[dict]:
+    """One greedy answer per task, a line of `log_path` each. The log is read again before every task,
+    so a second process (`--eval-helper`, going `backwards`) can work on the same student: each skips
+    what the other finished, and a task both answered is logged twice with the same (greedy) answer."""
     from tqdm import tqdm
 
     done = read_log(log_path)
-    todo = [t for t in tasks if t.id not in done]
+    todo = [t for t in tasks if t.id not in done][:: -1 if backwards else 1]
     if todo:
         teacher = gguf_teacher(gguf)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as log:
             for task in tqdm(todo, desc=desc, unit="task", file=sys.stderr, dynamic_ncols=True):
+                if task.id in read_log(log_path):
+                    continue  # the other process answered it
                 row = attempt(teacher, task, max_tokens=max_tokens).as_dict()
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                done[task.id] = row
         release(gguf)
+        done = read_log(log_path)
     return [done[t.id] for t in tasks]
 
 
