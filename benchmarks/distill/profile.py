@@ -7,7 +7,7 @@ shared, loaded machine one evaluation of 50 tasks took ~20 min, so the full prof
 
 The medium profile answers only "did my student get better?": the base student against the product's
 default (DORPO, λ = 0.1) on 50 held-out tasks with 3 seeds, one round, no cycles-to-accept sessions,
-so 4 evaluations. Its reviewer fixes the script itself when the teacher fails (`user_fix`), because the
+so 4 evaluations, of the Q8_0 quantization of each export (~2x faster than F32 here). Its reviewer fixes the script itself when the teacher fails (`user_fix`), because the
 embedded SmolLM2 teacher solves ~2% of the tasks and would leave almost nothing to train on.
 """
 
@@ -41,6 +41,7 @@ class Profile:
     match_tokens: int
     first_templates: tuple[str, ...] = ()  # train templates collected first (--quick: one the teacher can solve)
     user_fix: bool = False  # the reviewer accepts the reference as the user's own edit when its last review fails
+    eval_quant: str = ""  # "" evaluates the F32 export; "q8_0": its llama.cpp Q8_0 quantization (base alike)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,10 +59,10 @@ QUICK = Profile(
     match_tokens=8, first_templates=("off_by_one", "wrong_operator"),
 )
 MEDIUM = Profile(
-    name="medium", train_tasks_per_round=12, held_out=50, seeds=(0, 1, 2), rounds=1, variants=(DEFAULT_STUDENT,),
+    name="medium", train_tasks_per_round=6, held_out=50, seeds=(0, 1, 2), rounds=1, variants=(DEFAULT_STUDENT,),
     round_variants=(DEFAULT_STUDENT,), max_reviews=1, train_steps=8, batch_size=2, lr=5e-4, lora_r=16,
-    max_length=1024, eval_max_tokens=192, cycles_tasks=0, cycles_variants=(), match_tasks=1, match_tokens=32,
-    user_fix=True,
+    max_length=1024, eval_max_tokens=192, cycles_tasks=0, cycles_variants=(), match_tasks=0, match_tokens=0,
+    user_fix=True, eval_quant="q8_0",
 )
 PROFILES = {"full": FULL, "medium": MEDIUM, "quick": QUICK}
 

@@ -94,7 +94,7 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
         result = work / "DONE"
         if complete >= expected or (result.exists() and result.stat().st_mtime > started):
             return 0
-        todo = [(g, p) for g, p in pending if len(read_log(p)) < len(held)]
+        todo = [(g, p) for g, p in pending if g.exists() and len(read_log(p)) < len(held)]
         if not todo:
             time.sleep(poll_s)
             continue
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"profile {profile.name}: {len(held)} held-out tasks, {profile.rounds} rounds of "
         f"{profile.train_tasks_per_round} train tasks, seeds {list(profile.seeds)}, work in {work}")
 
-    base_gguf = export_base(work / "students" / "base")
-    if args.eval_helper:
+    if args.eval_helper:  # the main run exports; the helper evaluates what exists
         return eval_helper(work, held, profile)
+    base_gguf = export_base(work / "students" / "base", profile.eval_quant)
 
     def base_evaluation() -> list[dict]:  # after the rounds, so that an --eval-helper process can do it meanwhile
         return evaluate(base_gguf, held, work / "eval" / "base.jsonl", max_tokens=profile.eval_max_tokens,
@@ -186,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         evals: dict[str, dict[int, list[dict]]] = {}
         current = {}
         next_collector = None
+        if summary["complete_rows"]:  # every student trained and exported first: an --eval-helper has work
+            for variant in names:
+                for seed in profile.seeds:
+                    name, init = f"{variant}-s{seed}", previous.get(f"{variant}-s{seed}")
+                    log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
+                    run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
+                    if len(read_log(round_dir / "eval" / f"{name}.jsonl")) < len(held):
+                        export_student_gguf(run, round_dir / "students" / name, profile.eval_quant)
         for variant in names:
             for seed in profile.seeds:
                 name = f"{variant}-s{seed}"
@@ -198,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
                     if keep and k + 1 < profile.rounds:
                         next_collector = collector
                     continue
-                log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
                 run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
                 current[name] = run
                 student_dir = round_dir / "students" / name
@@ -210,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                 cycles_done = len(read_log(cycles_log)) >= len(cyc_tasks)
                 gguf = student_dir / "student.gguf"
                 match_file = work / "round0" / "match.json"
-                wants_match = keep and k == 0 and not match_file.exists()
+                wants_match = keep and k == 0 and profile.match_tasks > 0 and not match_file.exists()
                 next_log = work / f"round{k + 1}" / "collect.jsonl"
                 collects = keep and k + 1 < profile.rounds and len(read_log(next_log)) < profile.train_tasks_per_round
                 if not done or collects or wants_match or (wants_cycles and not cycles_done):
-                    gguf = export_student_gguf(run, student_dir)
+                    gguf = export_student_gguf(run, student_dir, profile.eval_quant)
                 evals.setdefault(variant, {})[seed] = evaluate(gguf, held, eval_log, max_tokens=profile.eval_max_tokens,
                                                                desc=f"round {k}: eval {name}")
                 if wants_match:

@@ -57,8 +57,25 @@ def train_variant(run_dir: Path, data_dir: Path, variant: str, seed: int, profil
     return run_dir
 
 
-def export_base(out_dir: Path) -> Path:
-    """The untrained student as a GGUF, written the way every trained student is (F32)."""
+def quantize_in_place(gguf: Path, kind: str) -> None:
+    """Replace an F32 GGUF by its llama.cpp quantization (`llama_model_quantize`, what `llama-quantize`
+    runs). Q8_0 answers ~2x faster on a busy CPU; base and students are quantized alike."""
+    import llama_cpp
+
+    types = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
+    if not kind:
+        return
+    f32 = gguf.with_name("f32.gguf")
+    gguf.rename(f32)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = types[kind]
+    if llama_cpp.llama_model_quantize(str(f32).encode(), str(gguf).encode(), params) != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {f32} to {kind}")
+    f32.unlink()
+
+
+def export_base(out_dir: Path, quant: str = "") -> Path:
+    """The untrained student as a GGUF, written the way every trained student is (F32, then `quant`)."""
     from trainer.gguf_export import export_gguf
     from trainer.student import load_tokenizer
 
@@ -74,14 +91,15 @@ def export_base(out_dir: Path) -> Path:
     model.save_pretrained(tmp / "merged", safe_serialization=True)
     load_tokenizer("").save_pretrained(tmp / "merged")
     export_gguf(tmp / "merged", tmp / "student.gguf", default_gguf_path())
+    quantize_in_place(tmp / "student.gguf", quant)
     shutil.rmtree(tmp / "merged")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return gguf
 
 
-def export_student_gguf(run_dir: Path, out_dir: Path) -> Path:
-    """`shake student export RUN --gguf`, into a temporary directory renamed when complete."""
+def export_student_gguf(run_dir: Path, out_dir: Path, quant: str = "") -> Path:
+    """`shake student export RUN --gguf` (then `quant`), into a temporary directory renamed when complete."""
     from trainer.export import export_student
 
     gguf = out_dir / "student.gguf"
@@ -90,6 +108,7 @@ def export_student_gguf(run_dir: Path, out_dir: Path) -> Path:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     export_student(run_dir, tmp, gguf=True)
+    quantize_in_place(tmp / "student.gguf", quant)
     shutil.rmtree(tmp / "merged")  # 0.5 GB each; the GGUF and the adapter are what is used
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
