@@ -24,15 +24,16 @@ def _delta(paired: dict | None) -> tuple[str, str]:
 
 def markdown(result: dict) -> str:
     p = result["profile"]
+    sft = "sft" in result["variants"]
     lines = [
         f"Held-out tasks: {result['held_out_tasks']}; seeds: {len(result['seeds'])}; rounds: {len(result['rounds'])}; "
         f"variants trained on round 0's {result['rounds'][0]['complete_rows']} rows "
         f"({result['rounds'][0]['steps_accepted']} accepted steps). Greedy pass@1 with 95% intervals "
-        f"(bootstrap over tasks and seeds); Δ vs SFT paired by seed and task.",
+        f"(bootstrap over tasks and seeds); Δ paired by seed and task, p from a sign-flip permutation test.",
         "",
-        "| student | pass@1 | per seed | well-formed | Δ pass@1 vs base | p | Δ pass@1 vs SFT | p "
-        "| cycles to accept (accepted / tried) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| student | pass@1 | per seed | well-formed | Δ pass@1 vs base | p | " + ("Δ pass@1 vs SFT | p | " if sft else "")
+        + "cycles to accept (accepted / tried) |",
+        "| --- | --- | --- | --- | --- | --- | " + ("--- | --- | " if sft else "") + "--- |",
     ]
     for name, v in result["variants"].items():
         delta, pval = _delta(v.get("vs_sft"))
@@ -42,7 +43,7 @@ def markdown(result: dict) -> str:
         cycles = "–" if not cyc else (f"{cyc['mean_cycles_accepted']:.1f} ({cyc['accepted']}/{cyc['tasks']})"
                                       if cyc["mean_cycles_accepted"] is not None else f"– (0/{cyc['tasks']})")
         lines.append(f"| {name} | {_pct(v['pass_at_1'])}{_ci(v['ci95'])} | {seeds} | {_pct(v['well_formed'])} | "
-                     f"{delta_base} | {pval_base} | {delta} | {pval} | {cycles} |")
+                     f"{delta_base} | {pval_base} | " + (f"{delta} | {pval} | " if sft else "") + f"{cycles} |")
     lines += ["", "| round | collected with | tasks | accepted (by the model / fixed by the user) | rows (complete) | "
                   "student negatives | " + " | ".join(f"{v} pass@1" for v in result["round_variants"]) + " |",
               "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in result["round_variants"]) + " |"]
@@ -54,7 +55,8 @@ def markdown(result: dict) -> str:
                      f"({r['complete_rows']}) | {r['student_negatives']} | " + " | ".join(cells) + " |")
     lines += ["", f"Profile `{p['name']}`: {p['train_tasks_per_round']} train tasks per round, {p['train_steps']} "
                   f"steps × {p['batch_size']} rows per run, LoRA r={p['lora_r']}, lr {p['lr']}, answers capped at "
-                  f"{p['eval_max_tokens']} tokens"
+                  f"{p['eval_max_tokens']} tokens" + (f", evaluated as the {p['eval_quant'].upper()} quantization of each "
+                                                        "GGUF export" if p.get("eval_quant") else "")
                   + ("; the reviewer fixes a script itself (the reference, as the user's edit) when the "
                      "teacher's last try fails" if p.get("user_fix") else "") + "; "
                   f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
