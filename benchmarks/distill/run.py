@@ -88,6 +88,8 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
     while True:
         pending = [(work / "students" / "base" / "student.gguf", work / "eval" / "base.jsonl")]
         for gguf in sorted(work.glob("round*/students/*/student.gguf")):
+            if gguf.parent.name.endswith(".tmp"):  # an export being written
+                continue
             pending.append((gguf, gguf.parent.parent.parent / "eval" / f"{gguf.parent.name}.jsonl"))
         logs = [work / "eval" / "base.jsonl", *work.glob("round*/eval/*.jsonl")]
         complete = sum(1 for p in logs if len(read_log(p)) >= len(held))
