@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/experiment_distill.py            # full profile: 64 held-out tasks, 3 seeds, 3 rounds
     .venv/bin/python benchmarks/experiment_distill.py --quick    # the pipeline in small (the test runs it)
+    .venv/bin/python benchmarks/experiment_distill.py --profile medium --threads 1   # base vs the default student
+    .venv/bin/python benchmarks/experiment_distill.py --profile medium --threads 1 --eval-helper  # beside it
 
 Collects on the train tasks with the configured teacher and the automatic reviewer, trains SFT, ORPO,
 KD-only and DORPO (λ 0.05, 0.1, 0.5) students on the same rows for each seed, evaluates the base model

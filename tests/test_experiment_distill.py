@@ -64,3 +64,25 @@ def test_quick_profile_runs_the_whole_pipeline_and_resumes(tmp_path):
     assert main(["--quick", "--work", str(work), "--out-dir", str(out)]) == 0
     again = json.loads((out / "distill.json").read_text())
     assert again["variants"] == result["variants"]
+
+
+def test_the_medium_profile_and_its_table():
+    """medium: base against the product's default student on >= 50 held-out tasks and 3 seeds, with the
+    reviewer fixing what the teacher fails; its table says how many steps each side accepted."""
+    from benchmarks.distill import report
+    from benchmarks.distill.profile import DEFAULT_STUDENT, PROFILES
+
+    medium = PROFILES["medium"]
+    assert medium.held_out >= 50 and len(medium.seeds) >= 3 and medium.variants == (DEFAULT_STUDENT,)
+    assert medium.user_fix and medium.rounds == 1 and medium.cycles_tasks == 0
+    figures = {"pass_at_1": 0.1, "ci95": [0.05, 0.15], "well_formed": 0.8, "per_seed": {"0": 0.1}}
+    paired = {"diff": 0.02, "ci95": [-0.01, 0.05], "p_value": 0.4}
+    result = {"profile": medium.as_dict(), "held_out_tasks": 50, "seeds": [0, 1, 2], "round_variants": [DEFAULT_STUDENT],
+              "minutes_last_invocation": 60.0,
+              "rounds": [{"round": 0, "collected_with": "teacher", "tasks": 6, "accepted": 5, "model_accepted": 1,
+                          "user_fixed": 4, "rows": 9, "complete_rows": 9, "student_negatives": 0, "steps_accepted": 5,
+                          "variants": {DEFAULT_STUDENT: figures}}],
+              "variants": {"base": figures, DEFAULT_STUDENT: {**figures, "vs_base": paired}}}
+    table = report.markdown(result)
+    assert "| 5 (1 / 4) |" in table and "+2.0 pts [-1.0, 5.0] | 0.40" in table and "s0 10.0%" in table
+    assert "the reviewer fixes a script itself" in table

@@ -148,3 +148,34 @@ def test_a_killed_episode_resumes_its_session(shake_env, tmp_path):
         second = ScriptedTeacher("a", {"worker": [worker_answer(task.reference)]})
         result = run_episode(store, TeacherPool(config, extra={"a": second, "b": second}), config, task, tmp_path / "w")
         assert len(store.session_ids()) == 1 and result.reviews == 2 and result.accepted
+
+
+@pytest.mark.parametrize("user_fix", [False, True])
+def test_a_failed_task_is_fixed_by_the_user_when_asked(shake_env, tmp_path, user_fix):
+    """user_fix: after its last failing review the reviewer edits the script itself (the reference), so
+    the teacher's failures become rejected rows of a step whose chosen is the user's edit."""
+    from engine.config import load_config
+    from engine.store import DatasetStore
+    from engine.tasks.episode import run_episode
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher, worker_answer
+
+    task = task_by_id("wrong_operator-0")
+    broken = task.script.replace("width + height", "width - height")
+    other = broken.replace("width - height", "width / height")
+    teacher = ScriptedTeacher("a", {"planner": ["1. Fix the area"], "worker": [worker_answer(broken), worker_answer(other)],
+                                    "analyzer": ["REDO", "REDO"]})
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        pool = TeacherPool(config, extra={"a": teacher, "b": teacher})
+        result = run_episode(store, pool, config, task, tmp_path / "work", max_reviews=2, user_fix=user_fix)
+        rows = [r for r in store.rows() if r.is_worker]
+        assert result.reviews == 2 and result.cycles == 2
+        assert result.accepted is user_fix and result.user_fixed is user_fix
+        if not user_fix:
+            assert all(r.chosen is None for r in rows)
+            return
+        kinds = {r.rejected.script: r.rejected.kind for r in rows}
+        assert len(rows) == 2 and kinds[other] == "further_edit" and kinds[broken] in ("redo", "further_edit")
+        assert all(r.chosen.script == task.reference and r.chosen.origin == "user_edit" for r in rows)
+        assert Reviewer(task).review(rows[0].chosen.script, 3).passed  # what the user wrote passes the checks

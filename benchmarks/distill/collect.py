@@ -70,7 +70,7 @@ def read_log(path: Path) -> dict[str, dict]:
 
 
 def run_phase(tasks: list[Task], config_path: Path, data_dir: Path, workdir: Path, log_path: Path, *,
-              max_reviews: int, seed: int, desc: str, extra: dict | None = None) -> list[dict]:
+              max_reviews: int, seed: int, desc: str, extra: dict | None = None, user_fix: bool = False) -> list[dict]:
     """Run `tasks` as sessions with the config at `config_path`; one JSON line per finished task."""
     from tqdm import tqdm
 
@@ -92,7 +92,8 @@ def run_phase(tasks: list[Task], config_path: Path, data_dir: Path, workdir: Pat
             with DatasetStore(config.data_dir) as store, log_path.open("a", encoding="utf-8") as log:
                 for task in tqdm(todo, desc=desc, unit="task", file=sys.stderr, dynamic_ncols=True):
                     try:
-                        result = run_episode(store, pool, config, task, workdir, max_reviews=max_reviews, seed=seed)
+                        result = run_episode(store, pool, config, task, workdir, max_reviews=max_reviews, seed=seed,
+                                             user_fix=user_fix)
                         row = {**result.as_dict(), **(extra or {})}
                     except ShakeError as err:  # a teacher error ends this task, not the experiment
                         row = {"task_id": task.id, "accepted": False, "error": str(err), **(extra or {})}
@@ -118,7 +119,7 @@ def dataset_stats(data_dir: Path) -> dict:
 
 
 def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, student_gguf: Path | None, *,
-                  max_reviews: int, seed: int, worker_max_tokens: int = 512) -> dict:
+                  max_reviews: int, seed: int, worker_max_tokens: int = 512, user_fix: bool = False) -> dict:
     data_dir = round_dir / "data"
     workdir = round_dir / "tasks"
     log_path = round_dir / "collect.jsonl"
@@ -134,11 +135,12 @@ def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, studen
         config = write_config(round_dir / f"config-{mode}.toml", teacher_model, student_gguf,
                               "off" if mode == "teacher" else mode, worker_max_tokens=worker_max_tokens)
         results += run_phase(part, config, data_dir, workdir, log_path, max_reviews=max_reviews, seed=seed,
-                             desc=f"{round_dir.name}: collect ({mode})", extra={"mode": mode})
+                             desc=f"{round_dir.name}: collect ({mode})", extra={"mode": mode}, user_fix=user_fix)
     accepted = [r for r in results if r.get("accepted")]
     asked = sum(r.get("analyzer_asked", 0) for r in results)
-    return {"tasks": len(results), "accepted": len(accepted),
-            "modes": {mode: len(part) for mode, part in phases if part},
+    user_fixed = sum(1 for r in accepted if r.get("user_fixed"))
+    return {"tasks": len(results), "accepted": len(accepted), "model_accepted": len(accepted) - user_fixed,
+            "user_fixed": user_fixed, "modes": {mode: len(part) for mode, part in phases if part},
             "mean_cycles_accepted": (sum(r["cycles"] for r in accepted) / len(accepted)) if accepted else None,
             "analyzer_agreement": (sum(r.get("analyzer_agreed", 0) for r in results) / asked) if asked else None,
             "cheats_seen": sum(r.get("cheats", 0) for r in results),

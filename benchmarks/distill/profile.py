@@ -1,8 +1,14 @@
-"""The experiment's sizes: the full profile and --quick.
+"""The experiment's sizes: the full profile, the medium one and --quick.
 
 The full profile is sized for about 90 minutes on an idle 2-core CPU, estimated from per-item costs
 (SmolLM2 at ~95 tok/s as Q4_1 and ~55 tok/s as the F32 student GGUF, ~190 training tok/s): 19
-student evaluations of 50 tasks dominate. It was not timed end to end on an idle machine.
+student evaluations of 50 tasks dominate. It was not timed end to end on an idle machine; on the
+shared, loaded machine one evaluation of 50 tasks took ~20 min, so the full profile did not fit.
+
+The medium profile answers only "did my student get better?": the base student against the product's
+default (DORPO, λ = 0.1) on 50 held-out tasks with 3 seeds, one round, no cycles-to-accept sessions,
+so 4 evaluations, of the Q8_0 quantization of each export (~2x faster than F32 here). Its reviewer fixes the script itself when the teacher fails (`user_fix`), because the
+embedded SmolLM2 teacher solves ~2% of the tasks and would leave almost nothing to train on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class Profile:
     match_tasks: int  # held-out tasks on which GGUF and transformers answers are compared
     match_tokens: int
     first_templates: tuple[str, ...] = ()  # train templates collected first (--quick: one the teacher can solve)
+    user_fix: bool = False  # the reviewer accepts the reference as the user's own edit when its last review fails
+    eval_quant: str = ""  # "" evaluates the F32 export; "q8_0": its llama.cpp Q8_0 quantization (base alike)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +58,13 @@ QUICK = Profile(
     max_length=768, eval_max_tokens=96, cycles_tasks=1, cycles_variants=(DEFAULT_STUDENT,), match_tasks=1,
     match_tokens=8, first_templates=("off_by_one", "wrong_operator"),
 )
-PROFILES = {"full": FULL, "quick": QUICK}
+MEDIUM = Profile(
+    name="medium", train_tasks_per_round=6, held_out=50, seeds=(0, 1, 2), rounds=1, variants=(DEFAULT_STUDENT,),
+    round_variants=(DEFAULT_STUDENT,), max_reviews=1, train_steps=8, batch_size=2, lr=5e-4, lora_r=16,
+    max_length=1024, eval_max_tokens=192, cycles_tasks=0, cycles_variants=(), match_tasks=0, match_tokens=0,
+    user_fix=True, eval_quant="q8_0",
+)
+PROFILES = {"full": FULL, "medium": MEDIUM, "quick": QUICK}
 
 
 def variant_settings(variant: str) -> dict:

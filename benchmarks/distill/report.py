@@ -16,36 +16,49 @@ def _ci(ci: list[float] | None) -> str:
     return "" if not ci or ci[0] != ci[0] else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
+def _delta(paired: dict | None) -> tuple[str, str]:
+    if not paired:
+        return "", ""
+    return f"{100 * paired['diff']:+.1f} pts{_ci(paired['ci95'])}", f"{paired['p_value']:.2f}"
+
+
 def markdown(result: dict) -> str:
     p = result["profile"]
+    sft = "sft" in result["variants"]
     lines = [
         f"Held-out tasks: {result['held_out_tasks']}; seeds: {len(result['seeds'])}; rounds: {len(result['rounds'])}; "
         f"variants trained on round 0's {result['rounds'][0]['complete_rows']} rows "
         f"({result['rounds'][0]['steps_accepted']} accepted steps). Greedy pass@1 with 95% intervals "
-        f"(bootstrap over tasks and seeds); Δ vs SFT paired by seed and task.",
+        f"(bootstrap over tasks and seeds); Δ paired by seed and task, p from a sign-flip permutation test.",
         "",
-        "| student | pass@1 | well-formed | Δ pass@1 vs SFT | p | cycles to accept (accepted / tried) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| student | pass@1 | per seed | well-formed | Δ pass@1 vs base | p | " + ("Δ pass@1 vs SFT | p | " if sft else "")
+        + "cycles to accept (accepted / tried) |",
+        "| --- | --- | --- | --- | --- | --- | " + ("--- | --- | " if sft else "") + "--- |",
     ]
     for name, v in result["variants"].items():
-        vs = v.get("vs_sft")
-        delta = "" if not vs else f"{100 * vs['diff']:+.1f} pts{_ci(vs['ci95'])}"
-        pval = "" if not vs else f"{vs['p_value']:.2f}"
+        delta, pval = _delta(v.get("vs_sft"))
+        delta_base, pval_base = _delta(v.get("vs_base"))
+        seeds = ", ".join(f"s{s} {_pct(x)}" for s, x in v.get("per_seed", {}).items())
         cyc = v.get("cycles")
         cycles = "–" if not cyc else (f"{cyc['mean_cycles_accepted']:.1f} ({cyc['accepted']}/{cyc['tasks']})"
                                       if cyc["mean_cycles_accepted"] is not None else f"– (0/{cyc['tasks']})")
-        lines.append(f"| {name} | {_pct(v['pass_at_1'])}{_ci(v['ci95'])} | {_pct(v['well_formed'])} | {delta} | "
-                     f"{pval} | {cycles} |")
-    lines += ["", "| round | collected with | tasks | accepted | rows (complete) | student negatives | "
-                  + " | ".join(f"{v} pass@1" for v in result["round_variants"]) + " |",
+        lines.append(f"| {name} | {_pct(v['pass_at_1'])}{_ci(v['ci95'])} | {seeds} | {_pct(v['well_formed'])} | "
+                     f"{delta_base} | {pval_base} | " + (f"{delta} | {pval} | " if sft else "") + f"{cycles} |")
+    lines += ["", "| round | collected with | tasks | accepted (by the model / fixed by the user) | rows (complete) | "
+                  "student negatives | " + " | ".join(f"{v} pass@1" for v in result["round_variants"]) + " |",
               "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in result["round_variants"]) + " |"]
     for r in result["rounds"]:
         cells = [f"{_pct(r['variants'][v]['pass_at_1'])}{_ci(r['variants'][v]['ci95'])}" if v in r["variants"] else "–"
                  for v in result["round_variants"]]
-        lines.append(f"| {r['round']} | {r['collected_with']} | {r['tasks']} | {r['accepted']} | {r['rows']} "
+        accepted = f"{r['accepted']} ({r.get('model_accepted', r['accepted'])} / {r.get('user_fixed', 0)})"
+        lines.append(f"| {r['round']} | {r['collected_with']} | {r['tasks']} | {accepted} | {r['rows']} "
                      f"({r['complete_rows']}) | {r['student_negatives']} | " + " | ".join(cells) + " |")
     lines += ["", f"Profile `{p['name']}`: {p['train_tasks_per_round']} train tasks per round, {p['train_steps']} "
-                  f"steps × {p['batch_size']} rows per run, LoRA r={p['lora_r']}, lr {p['lr']}; "
+                  f"steps × {p['batch_size']} rows per run, LoRA r={p['lora_r']}, lr {p['lr']}, answers capped at "
+                  f"{p['eval_max_tokens']} tokens" + (f", evaluated as the {p['eval_quant'].upper()} quantization of each "
+                                                        "GGUF export" if p.get("eval_quant") else "")
+                  + ("; the reviewer fixes a script itself (the reference, as the user's edit) when the "
+                     "teacher's last try fails" if p.get("user_fix") else "") + "; "
                   f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
     return "\n".join(lines) + "\n"
 

@@ -63,7 +63,10 @@ def summarize(evals: dict[int, list[dict]]) -> dict:
 
 
 def cycles_for(name: str, gguf: Path, cyc_tasks: list[Task], work: Path, teacher_model: str, profile) -> dict:
-    """Sessions on held-out tasks with the student as the only worker; the reviewer as the user."""
+    """Sessions on held-out tasks with the student as the only worker; the reviewer as the user.
+    None when the profile measures no cycles."""
+    if not cyc_tasks:
+        return None
     base = work / "cycles" / name
     config = write_config(base / "config.toml", teacher_model, gguf, "off", worker="student",
                           worker_max_tokens=profile.eval_max_tokens)
@@ -76,10 +79,43 @@ def cycles_for(name: str, gguf: Path, cyc_tasks: list[Task], work: Path, teacher
             "mean_cycles_all": sum(r.get("cycles", 0) for r in rows) / len(rows) if rows else None}
 
 
+def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> int:
+    """A second evaluating process: the base, then every student GGUF the main run has exported, each
+    from its last task backwards (`students.evaluate` skips what either process finished). It stops
+    when every evaluation the profile needs is complete, or when the main run wrote its results."""
+    expected = 1 + len(profile.seeds) * (len(profile.variants) + (profile.rounds - 1) * len(profile.round_variants))
+    started = time.time()
+    while True:
+        pending = [(work / "students" / "base" / "student.gguf", work / "eval" / "base.jsonl")]
+        for gguf in sorted(work.glob("round*/students/*/student.gguf")):
+            if gguf.parent.name.endswith(".tmp"):  # an export being written
+                continue
+            pending.append((gguf, gguf.parent.parent.parent / "eval" / f"{gguf.parent.name}.jsonl"))
+        logs = [work / "eval" / "base.jsonl", *work.glob("round*/eval/*.jsonl")]
+        complete = sum(1 for p in logs if len(read_log(p)) >= len(held))
+        result = work / "DONE"
+        if complete >= expected or (result.exists() and result.stat().st_mtime > started):
+            return 0
+        todo = [(g, p) for g, p in pending if g.exists() and len(read_log(p)) < len(held)]
+        if not todo:
+            time.sleep(poll_s)
+            continue
+        gguf, log_path = todo[0]
+        try:
+            evaluate(gguf, held, log_path, max_tokens=profile.eval_max_tokens, backwards=True,
+                     desc=f"helper: eval {gguf.parent.name}")
+        except Exception as err:  # noqa: BLE001 - the main run deleted the GGUF it finished; look again
+            log(f"helper: {gguf.parent.name}: {err}")
+            time.sleep(poll_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="experiment_distill.py", description="SFT, ORPO, KD and DORPO students "
                                      "on the same rows, measured on held-out tasks, over rounds (issue #12)")
-    parser.add_argument("--quick", action="store_true", help="the small profile (pipeline check, < 10 min idle)")
+    parser.add_argument("--quick", action="store_true", help="the small profile (pipeline check, < 10 min idle); "
+                        "the same as --profile quick")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full", help="the sizes (benchmarks/distill/"
+                        "profile.py): full, medium (base vs the default student, 50 tasks, 3 seeds, 1 round), quick")
     parser.add_argument("--work", type=Path, default=None, help="state of the run (resumable); default "
                         "benchmarks/results/work/distill-PROFILE")
     parser.add_argument("--out-dir", type=Path, default=None, help="where distill.json/.md/.png go "
@@ -90,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", type=int, default=None, help="held-out tasks (0: all 64)")
     parser.add_argument("--train-tasks", type=int, default=None, help="train tasks collected per round")
     parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--eval-helper", action="store_true", help="run next to the main run (same options): "
+                        "evaluates the students it has exported, from the last task backwards, so a second core works")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp and torch (0: all cores); "
                         "1 is faster when other work keeps the cores busy")
     args = parser.parse_args(argv)
@@ -98,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         THREADS["n"] = args.threads
-    profile = PROFILES["quick" if args.quick else "full"]
+    profile = PROFILES["quick" if args.quick else args.profile]
     profile = with_overrides(profile, seeds=tuple(range(args.seeds)) if args.seeds else None, rounds=args.rounds,
                              held_out=args.held_out, train_tasks_per_round=args.train_tasks,
                              train_steps=args.train_steps)
     work = args.work or ROOT / "benchmarks" / "results" / "work" / f"distill-{profile.name}"
-    out_dir = args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if args.quick else "")
+    out_dir = args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if profile.name == "quick" else "")
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     saved = work / "profile.json"
@@ -121,15 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{profile.rounds} rounds of {profile.train_tasks_per_round} tasks need {needed} train tasks; "
               f"the suite has {len(order)}", file=sys.stderr)
         return 2
-    cyc_tasks = held[: profile.cycles_tasks]
+    cyc_tasks = held[: profile.cycles_tasks] if profile.cycles_tasks else []
     log(f"profile {profile.name}: {len(held)} held-out tasks, {profile.rounds} rounds of "
         f"{profile.train_tasks_per_round} train tasks, seeds {list(profile.seeds)}, work in {work}")
 
-    base_gguf = export_base(work / "students" / "base")
-    base_eval = evaluate(base_gguf, held, work / "eval" / "base.jsonl", max_tokens=profile.eval_max_tokens,
-                         desc="eval: base")
-    cycles = {"base": cycles_for("base", base_gguf, cyc_tasks, work, args.teacher_model, profile)}
+    if args.eval_helper:  # the main run exports; the helper evaluates what exists
+        return eval_helper(work, held, profile)
+    base_gguf = export_base(work / "students" / "base", profile.eval_quant)
 
+    def base_evaluation() -> list[dict]:  # after the rounds, so that an --eval-helper process can do it meanwhile
+        return evaluate(base_gguf, held, work / "eval" / "base.jsonl", max_tokens=profile.eval_max_tokens,
+                        desc="eval: base")
+
+
+    cycles: dict[str, dict | None] = {}
     rounds, previous, collector = [], {}, None
     per_round: list[dict[str, dict[int, list[dict]]]] = []
     for k in range(profile.rounds):
@@ -137,13 +180,22 @@ def main(argv: list[str] | None = None) -> int:
         log(f"round {k}: collect with {'the teacher' if collector is None else 'the round ' + str(k - 1) + ' student'}")
         slice_ = order[k * profile.train_tasks_per_round:(k + 1) * profile.train_tasks_per_round]
         summary = collect_round(round_dir, slice_, args.teacher_model, collector, max_reviews=profile.max_reviews,
-                                seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320))
+                                seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320),
+                                user_fix=profile.user_fix)
         if collector is not None:
             release(collector)
         names = profile.variants if k == 0 else profile.round_variants
         evals: dict[str, dict[int, list[dict]]] = {}
         current = {}
         next_collector = None
+        if summary["complete_rows"]:  # every student trained and exported first: an --eval-helper has work
+            for variant in names:
+                for seed in profile.seeds:
+                    name, init = f"{variant}-s{seed}", previous.get(f"{variant}-s{seed}")
+                    log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
+                    run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
+                    if len(read_log(round_dir / "eval" / f"{name}.jsonl")) < len(held):
+                        export_student_gguf(run, round_dir / "students" / name, profile.eval_quant)
         for variant in names:
             for seed in profile.seeds:
                 name = f"{variant}-s{seed}"
@@ -152,27 +204,26 @@ def main(argv: list[str] | None = None) -> int:
                 if summary["complete_rows"] == 0:  # nothing accepted: the student stays what it was
                     log(f"round {k}: no accepted step to train on; {name} carries over")
                     current[name] = init
-                    evals.setdefault(variant, {})[seed] = per_round[-1][variant][seed] if k else base_eval
+                    evals.setdefault(variant, {})[seed] = per_round[-1][variant][seed] if k else base_evaluation()
                     if keep and k + 1 < profile.rounds:
                         next_collector = collector
                     continue
-                log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
                 run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
                 current[name] = run
                 student_dir = round_dir / "students" / name
                 eval_log = round_dir / "eval" / f"{name}.jsonl"
                 done = len(read_log(eval_log)) >= len(held)
-                wants_cycles = seed == profile.seeds[0] and variant in (profile.cycles_variants if k == 0
+                wants_cycles = bool(cyc_tasks) and seed == profile.seeds[0] and variant in (profile.cycles_variants if k == 0
                                                                        else profile.round_variants)
                 cycles_log = work / "cycles" / f"round{k}-{name}" / "episodes.jsonl"
                 cycles_done = len(read_log(cycles_log)) >= len(cyc_tasks)
                 gguf = student_dir / "student.gguf"
                 match_file = work / "round0" / "match.json"
-                wants_match = keep and k == 0 and not match_file.exists()
+                wants_match = keep and k == 0 and profile.match_tasks > 0 and not match_file.exists()
                 next_log = work / f"round{k + 1}" / "collect.jsonl"
                 collects = keep and k + 1 < profile.rounds and len(read_log(next_log)) < profile.train_tasks_per_round
                 if not done or collects or wants_match or (wants_cycles and not cycles_done):
-                    gguf = export_student_gguf(run, student_dir)
+                    gguf = export_student_gguf(run, student_dir, profile.eval_quant)
                 evals.setdefault(variant, {})[seed] = evaluate(gguf, held, eval_log, max_tokens=profile.eval_max_tokens,
                                                                desc=f"round {k}: eval {name}")
                 if wants_match:
@@ -196,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                        "variants": {v: {key: val for key, val in summarize(e).items() if key != "_matrix"}
                                     for v, e in evals.items()}})
 
+    base_eval = base_evaluation()
+    cycles["base"] = cycles_for("base", base_gguf, cyc_tasks, work, args.teacher_model, profile)
     base = summarize({0: base_eval})
     variants = {"base": {**{k: v for k, v in base.items() if k != "_matrix"}, "cycles": cycles.get("base")}}
     round0 = {v: summarize(e) for v, e in per_round[0].items()}
@@ -222,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": os.getloadavg(),
     }
     paths = report.write(result, out_dir)
+    (work / "DONE").write_text(json.dumps({"finished": time.time()}) + "\n")  # an --eval-helper stops
     log(f"wrote {', '.join(str(p) for p in paths.values())}")
     print(json.dumps({k: result[k] for k in ("held_out_tasks", "seeds")} | {
         "rounds": [{"round": r["round"], "complete_rows": r["complete_rows"],

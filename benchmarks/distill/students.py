@@ -57,8 +57,25 @@ def train_variant(run_dir: Path, data_dir: Path, variant: str, seed: int, profil
     return run_dir
 
 
-def export_base(out_dir: Path) -> Path:
-    """The untrained student as a GGUF, written the way every trained student is (F32)."""
+def quantize_in_place(gguf: Path, kind: str) -> None:
+    """Replace an F32 GGUF by its llama.cpp quantization (`llama_model_quantize`, what `llama-quantize`
+    runs). Q8_0 answers ~2x faster on a busy CPU; base and students are quantized alike."""
+    import llama_cpp
+
+    types = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
+    if not kind:
+        return
+    f32 = gguf.with_name("f32.gguf")
+    gguf.rename(f32)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = types[kind]
+    if llama_cpp.llama_model_quantize(str(f32).encode(), str(gguf).encode(), params) != 0:
+        raise RuntimeError(f"llama.cpp could not quantize {f32} to {kind}")
+    f32.unlink()
+
+
+def export_base(out_dir: Path, quant: str = "") -> Path:
+    """The untrained student as a GGUF, written the way every trained student is (F32, then `quant`)."""
     from trainer.gguf_export import export_gguf
     from trainer.student import load_tokenizer
 
@@ -74,14 +91,15 @@ def export_base(out_dir: Path) -> Path:
     model.save_pretrained(tmp / "merged", safe_serialization=True)
     load_tokenizer("").save_pretrained(tmp / "merged")
     export_gguf(tmp / "merged", tmp / "student.gguf", default_gguf_path())
+    quantize_in_place(tmp / "student.gguf", quant)
     shutil.rmtree(tmp / "merged")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return gguf
 
 
-def export_student_gguf(run_dir: Path, out_dir: Path) -> Path:
-    """`shake student export RUN --gguf`, into a temporary directory renamed when complete."""
+def export_student_gguf(run_dir: Path, out_dir: Path, quant: str = "") -> Path:
+    """`shake student export RUN --gguf` (then `quant`), into a temporary directory renamed when complete."""
     from trainer.export import export_student
 
     gguf = out_dir / "student.gguf"
@@ -90,6 +108,7 @@ def export_student_gguf(run_dir: Path, out_dir: Path) -> Path:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     export_student(run_dir, tmp, gguf=True)
+    quantize_in_place(tmp / "student.gguf", quant)
     shutil.rmtree(tmp / "merged")  # 0.5 GB each; the GGUF and the adapter are what is used
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
@@ -113,21 +132,27 @@ def gguf_teacher(gguf: Path, name: str = "student") -> EmbeddedTeacher:
     return EmbeddedTeacher(TeacherConfig(name=name, model=str(gguf), n_ctx=2048, n_threads=THREADS["n"]))
 
 
-def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, desc: str) -> list[dict]:
+def evaluate(gguf: Path, tasks: list[Task], log_path: Path, *, max_tokens: int, desc: str,
+             backwards: bool = False) -> list[dict]:
+    """One greedy answer per task, a line of `log_path` each. The log is read again before every task,
+    so a second process (`--eval-helper`, going `backwards`) can work on the same student: each skips
+    what the other finished, and a task both answered is logged twice with the same (greedy) answer."""
     from tqdm import tqdm
 
     done = read_log(log_path)
-    todo = [t for t in tasks if t.id not in done]
+    todo = [t for t in tasks if t.id not in done][:: -1 if backwards else 1]
     if todo:
         teacher = gguf_teacher(gguf)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as log:
             for task in tqdm(todo, desc=desc, unit="task", file=sys.stderr, dynamic_ncols=True):
+                if task.id in read_log(log_path):
+                    continue  # the other process answered it
                 row = attempt(teacher, task, max_tokens=max_tokens).as_dict()
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                done[task.id] = row
         release(gguf)
+        done = read_log(log_path)
     return [done[t.id] for t in tasks]
 
 

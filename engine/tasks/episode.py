@@ -8,6 +8,12 @@ overrides it as a user would in the app (one key), and the disagreement is count
 
 Resumable: the session of a task is found again by its script path (`WORKDIR/<task id>/<file>`), so
 a killed episode continues from the session's last saved state instead of starting over.
+
+`user_fix`: when the reviewer's last answer would still be a rejection, it acts instead as a user who
+gives up on the teacher and fixes the script in their editor: `Session.accept_user_edit` with the
+task's reference solution, so the step's chosen is the fixed script (origin `user_edit`) and the
+failed proposals stay its rejected rows. That is the app's $EDITOR path, and it lets a weak teacher's
+failures become preference rows. A stalled step (no proposal left to edit) is not fixed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class EpisodeResult:
     analyzer_asked: int
     cheats: int  # reviews in which the structural check found a cheat
     stalled: bool  # the worker's attempts ran out
+    user_fixed: bool  # accepted as the user's own edit (the reference), not as a teacher's proposal
     first_passed: bool  # the first proposal passed the hidden checks
     last_problem: str | None
 
@@ -57,7 +64,7 @@ def _find_session(store: DatasetStore, path: Path) -> str | None:
 
 
 def run_episode(store: DatasetStore, pool: TeacherPool, config: Config, task: Task, workdir: Path, *,
-                max_reviews: int = 3, seed: int = 0, emit: Callable[[SessionEvent], None] | None = None,
+                max_reviews: int = 3, seed: int = 0, user_fix: bool = False, emit: Callable[[SessionEvent], None] | None = None,
                 on_review: Callable[[Review, Classification], None] | None = None) -> EpisodeResult:
     path = task_script_path(workdir, task)
     session_id = _find_session(store, path) if path.exists() else None
@@ -94,8 +101,12 @@ def run_episode(store: DatasetStore, pool: TeacherPool, config: Config, task: Ta
             on_review(review, label)
         cheats += review.cheat is not None
         last_problem = review.problem
-        session.apply_feedback(label, emit=emit)
+        if user_fix and not review.passed and reviews + 1 >= max_reviews:
+            session.accept_user_edit(task.reference, emit=emit)  # the user fixes it by hand
+        else:
+            session.apply_feedback(label, emit=emit)
         reviews += 1
     cycles = session.steps[0].cycles if session.steps else 0
+    user_fixed = any(r.chosen is not None and r.chosen.origin == "user_edit" for r in store.rows(session.id))
     return EpisodeResult(task.id, session.id, session.status == "done", cycles, reviews, agreed, asked, cheats,
-                         stalled, first_passed, last_problem)
+                         stalled, user_fixed, first_passed, last_problem)
