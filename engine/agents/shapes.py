@@ -79,7 +79,7 @@ WORKER = Shape(
     version=1,
     text_format=(
         "Answer in this format:\n"
-        "REASONING: one or two sentences on what you change and why.\n"
+        "REASONING: <one or two sentences: what you change and why>\n"
         "```python\n<the complete new script>\n```\n"
         "Always write the whole script in one code block, never a fragment, and nothing after the block."
     ),
@@ -126,7 +126,9 @@ def _reasoned(agent: str, marker: str, key: str, *, reasoning: str, answer: str,
     return Shape(
         agent=agent,
         version=1,
-        text_format=f"Answer in this format:\nREASONING: {reasoning}.\n{marker}: {answer}",
+        # Placeholders in angle brackets: a small model copied a bare description ("REASONING: one
+        # sentence on what the script needs.") as its answer, word for word.
+        text_format=f"Answer in this format:\nREASONING: <{reasoning}>\n{marker}: {answer}",
         json_format=f'Answer with a JSON object: {{"reasoning": "{reasoning}", "{key}": {answer}}}.',
         gbnf=f'root ::= "REASONING: " {_prose(reasoning_chars)} "\\n{marker}: " {answer_gbnf}\n',
         json_schema=_object({"reasoning": {"type": "string"}, key: answer_schema}),
@@ -136,8 +138,8 @@ def _reasoned(agent: str, marker: str, key: str, *, reasoning: str, answer: str,
 
 # One line each for the lead: a second line of "instruction" was where small models pasted the script.
 LEAD = _reasoned("lead", "INSTRUCTION", "instruction", reasoning="one sentence on what the script needs",
-                 answer="the instruction for the programmer on one line, at most five sentences, in plain words, "
-                        "without code", reasoning_chars=300, answer_gbnf=_prose(800),
+                 answer="<the instruction for the programmer on one line, at most five sentences, in plain words, "
+                        "without code>", reasoning_chars=300, answer_gbnf=_prose(800),
                  answer_schema={"type": "string", "minLength": 1})
 ANALYZER = _reasoned("analyzer", "LABEL", "label", reasoning="one short sentence on what the user means",
                      answer="ACCEPTED, REDO or EDIT", reasoning_chars=200,
