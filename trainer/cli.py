@@ -47,10 +47,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from trainer.evaluate import evaluate, resolve_run
+    from engine.student.runs import resolve_run
+    from trainer.evaluate import evaluate
 
     config = load_config()
-    result = evaluate(resolve_run(args.run, config.data_dir), generate=args.generate,
+    result = evaluate(resolve_run(args.run, config.data_dir).path, generate=args.generate,
                       max_new_tokens=args.max_new_tokens, runner=config.runner)
     print(json.dumps(result, indent=1))
     return 0
@@ -58,10 +59,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_student_export(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from trainer.evaluate import resolve_run
+    from engine.student.runs import resolve_run
     from trainer.export import export_student
 
-    paths = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
+    paths = export_student(resolve_run(args.run, load_config().data_dir).path, args.out, ollama=args.ollama,
                            gguf=args.gguf)
     for kind, path in paths.items():
         print(f"{kind}: {path}")

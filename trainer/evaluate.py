@@ -19,52 +19,26 @@ from engine.errors import OutputFormatError
 from engine.runner import run_script
 from engine.store import Snapshot
 from engine.store.atomic import atomic_write_text
+from engine.student.loader import load_student, resolve_device, resolve_student
+from engine.student.precision import resolve_precision
+from engine.student.runs import RunDir
 from trainer.config import TrainConfig
 from trainer.data import build_examples, collate, prompt_ids, split
 from trainer.errors import TrainError
 from trainer.recipe import batch_loss
-from trainer.student import load_base_model, load_tokenizer, resolve_device
-
-
-def resolve_run(run: str, data_dir: Path) -> Path:
-    path = Path(run).expanduser()
-    if path.is_dir():
-        return path
-    candidate = Path(data_dir) / "runs" / run
-    if candidate.is_dir():
-        return candidate
-    runs = sorted(p.name for p in (Path(data_dir) / "runs").glob("*")) if (Path(data_dir) / "runs").exists() else []
-    raise TrainError(f"no training run '{run}' (runs in {data_dir}/runs: {', '.join(runs) or 'none'})")
-
-
-def adapter_dir(run_dir: Path) -> Path:
-    if (run_dir / "adapter" / "adapter_config.json").exists():
-        return run_dir / "adapter"
-    from trainer.checkpoint import latest_checkpoint
-
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise TrainError(f"{run_dir} has no adapter yet (no finished run and no complete checkpoint)")
-    return ckpt.path / "adapter"
-
-
-def load_trained(run_dir: Path, *, device: torch.device | None = None):
-    from peft import PeftModel
-
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    device = device or resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg.student)
-    base = load_base_model(cfg.student, device=device, four_bit=False)
-    model = PeftModel.from_pretrained(base, str(adapter_dir(run_dir)))
-    model.to(device).eval()
-    return model, tokenizer, cfg, device
 
 
 @torch.no_grad()
 def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512, batch_size: int = 2,
              runner: RunnerConfig | None = None) -> dict:
-    model, tokenizer, cfg, device = load_trained(run_dir)
-    snapshot = Snapshot(run_dir / "snapshot")
+    run = RunDir(Path(run_dir))
+    cfg = TrainConfig.from_dict(run.settings())
+    device = resolve_device(cfg.device)
+    # the loss as the trainer computed it: the run's precision, the adapter kept as LoRA layers
+    student = load_student(resolve_student(run.path), device=device, merge=False,
+                           precision=resolve_precision(cfg.precision, device.type))
+    model, tokenizer = student.model, student.tokenizer
+    snapshot = Snapshot(run.snapshot)
     examples, _ = build_examples(snapshot, tokenizer, cfg)
     _, held = split(examples, cfg.eval_fraction)
     if not held:
@@ -93,5 +67,5 @@ def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512
                 passed += 1
         result["generated"] = len(held)
         result["pass_rate"] = passed / len(held)
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
+    atomic_write_text(run.eval_report, json.dumps(result, indent=1))
     return result

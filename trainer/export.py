@@ -9,8 +9,10 @@ from pathlib import Path
 
 import torch
 
+from engine.student.loader import load_student, resolve_student
+from engine.student.precision import FP32
+from engine.student.runs import RunDir
 from trainer.errors import TrainError
-from trainer.evaluate import adapter_dir, load_trained
 
 
 CHATML_TEMPLATE = """{{- if .System }}<|im_start|>system
@@ -52,12 +54,14 @@ def export_student(run_dir: Path, out: Path, *, ollama: bool = False, gguf: bool
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()):
         raise TrainError(f"{out} is not empty; choose a new directory for the export")
-    model, tokenizer, cfg, _ = load_trained(run_dir, device=torch.device("cpu"))
-    tokenizer_gguf = source_gguf(cfg.student) if gguf else None  # refuse before writing anything
+    run = RunDir(Path(run_dir))
+    tokenizer_gguf = source_gguf(run.student) if gguf else None  # refuse before writing anything
+    # merged in fp32: the export's weights are exact, whatever precision the run trained in
+    student = load_student(resolve_student(run.path), device=torch.device("cpu"), precision=FP32, merge=True)
+    merged, tokenizer = student.model, student.tokenizer
     ollama_file = modelfile(tokenizer, "./student.gguf" if gguf else "./merged") if ollama else None
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(adapter_dir(run_dir), out / "adapter")
-    merged = model.merge_and_unload()
+    shutil.copytree(student.source.adapter, out / "adapter")
     merged.save_pretrained(out / "merged", safe_serialization=True)
     tokenizer.save_pretrained(out / "merged")
     paths = {"adapter": out / "adapter", "merged": out / "merged"}

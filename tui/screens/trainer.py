@@ -16,19 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from engine.student.runs import RunDir, list_runs, run_named, runs_root
+
 CURVES = (("loss", "total"), ("kd", "KD"), ("odds_ratio", "OR"), ("nll", "NLL"))
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line being written right now
-    return rows
 
 
 class TrainerScreen(Screen):
@@ -42,7 +32,7 @@ class TrainerScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="trainer-screen")
         self.proc: subprocess.Popen | None = None
-        self.run_dir: Path | None = None
+        self.run: RunDir | None = None
         self.shown_steps = -1
 
     def compose(self) -> ComposeResult:
@@ -57,13 +47,13 @@ class TrainerScreen(Screen):
         yield Footer()
 
     @property
-    def runs_root(self) -> Path:
-        return self.app.config.data_dir / "runs"
+    def run_dir(self) -> Path | None:
+        return self.run.path if self.run else None
 
     def on_mount(self) -> None:
-        runs = sorted((p for p in self.runs_root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime) if self.runs_root.exists() else []
+        runs = list_runs(self.app.config.data_dir)
         if runs:
-            self.run_dir = runs[-1]
+            self.run = runs[-1]
         self.set_interval(0.5, self.poll)
         self.poll()
 
@@ -75,10 +65,10 @@ class TrainerScreen(Screen):
         if self.running:
             self.app.notify("A run is already going; S stops it", severity="warning")
             return
-        (self.run_dir / ".stop").unlink(missing_ok=True) if self.run_dir else None
-        log = open(self.runs_root / f"{self.run_dir.name}.log", "ab")
+        self.run.stop.unlink(missing_ok=True)
+        log = open(self.run.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", *args,
-                                      "--stop-file", str(self.run_dir / ".stop")],
+                                      "--stop-file", str(self.run.stop)],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.shown_steps = -1
         self.app.notify(f"Training {self.run_dir.name} in the background (log: {log.name})")
@@ -87,19 +77,19 @@ class TrainerScreen(Screen):
         if self.app.dataset_complete_rows() == 0:
             self.app.notify("The dataset has no accepted rows yet: accept a step in a session first", severity="warning")
             return
-        self.runs_root.mkdir(parents=True, exist_ok=True)
-        self.run_dir = self.runs_root / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        self.launch(["--run-dir", str(self.run_dir), *(extra or self.app.train_args)])
+        runs_root(self.app.config.data_dir).mkdir(parents=True, exist_ok=True)
+        self.run = run_named(self.app.config.data_dir, _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
+        self.launch(["--run-dir", str(self.run.path), *(extra or self.app.train_args)])
 
     def action_stop(self) -> None:
         if not self.running:
             self.app.notify("No run is going", severity="warning")
             return
-        (self.run_dir / ".stop").write_text("stop\n")
+        self.run.stop.write_text("stop\n")
         self.app.notify("Stopping after the current step (a checkpoint is saved; R resumes)")
 
     def action_resume(self) -> None:
-        if self.run_dir is None or not (self.run_dir / "config.json").exists():
+        if self.run is None or not self.run.started:
             self.app.notify("No run to resume", severity="warning")
             return
         self.launch(["--resume", "--run-dir", str(self.run_dir)])
@@ -111,24 +101,23 @@ class TrainerScreen(Screen):
         if self.running:
             self.app.notify("Wait for the run to finish (or stop it) before evaluating", severity="warning")
             return
-        log = open(self.runs_root / f"{self.run_dir.name}.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "eval", str(self.run_dir)],
+        log = open(self.run.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "eval", str(self.run.path)],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.app.notify("Evaluating on the held-out rows…")
 
     def poll(self) -> None:
-        if self.run_dir is None:
+        if self.run is None:
             return
-        rows = read_metrics(self.run_dir / "metrics.jsonl")
-        state = "running" if self.running else ("finished" if (self.run_dir / "DONE").exists() else "stopped")
+        rows = self.run.read_metrics()
+        state = "running" if self.running else ("finished" if self.run.finished else "stopped")
         if self.proc is not None and self.proc.poll() not in (None, 0):
-            state = f"failed (exit {self.proc.returncode}; see {self.runs_root / (self.run_dir.name + '.log')})"
-        checkpoints = sorted(p.name for p in (self.run_dir / "checkpoints").glob("step-*")) if (self.run_dir / "checkpoints").exists() else []
-        info = f"Run {self.run_dir.name}: {state}; last checkpoint: {checkpoints[-1] if checkpoints else 'none'}"
+            state = f"failed (exit {self.proc.returncode}; see {self.run.log})"
+        latest = self.run.latest_checkpoint(warn=False)
+        info = f"Run {self.run.name}: {state}; last checkpoint: {latest.path.name if latest else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
-        eval_path = self.run_dir / "eval.json"
-        if eval_path.exists():
-            data = json.loads(eval_path.read_text())
+        if self.run.eval_report.exists():
+            data = json.loads(self.run.eval_report.read_text())
             parts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in data.items())
             self.query_one("#eval-results", Static).update(Text(f"Held-out: {parts}"))
         if not rows or len(rows) == self.shown_steps:
