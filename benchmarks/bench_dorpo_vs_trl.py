@@ -213,9 +213,9 @@ def child_trl(data_dir: Path, out: Path, student: str, bf16: bool) -> dict:
     model = load_base_model(student, device=torch.device("cpu"))
     with DatasetStore(data_dir, writable=False) as store:
         rows = [r for r in store.rows()]
-    dataset = Dataset.from_list([{"prompt": r["prompt"]["messages"],
-                                  "chosen": [{"role": "assistant", "content": r["chosen"]["text"]}],
-                                  "rejected": [{"role": "assistant", "content": r["rejected"]["text"]}]} for r in rows])
+    dataset = Dataset.from_list([{"prompt": r.prompt.chat(),
+                                  "chosen": [{"role": "assistant", "content": r.chosen.text}],
+                                  "rejected": [{"role": "assistant", "content": r.rejected.text}]} for r in rows])
     step_times: list[float] = []
 
     class Timer(TrainerCallback):

@@ -101,7 +101,7 @@ def evaluate(run_dir: Path) -> float:
     from engine.agents.parsing import parse_worker_output
     from engine.config import RunnerConfig, TeacherConfig
     from engine.errors import OutputFormatError
-    from engine.runner import run_script
+    from engine.execution import run_script
     from engine.teachers.base import SamplingParams
     from engine.teachers.student import StudentTeacher
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.inputs import decode_utf8
 from engine.student.precision import PRECISIONS
 
 BACKENDS = ("embedded", "ollama", "openai", "student")
@@ -180,8 +181,11 @@ class SessionConfig:
 class RunnerConfig:
     timeout_s: float = setting(10.0, "wall clock per run", bounds=above(0, 3600))
     cpu_s: int = setting(10, "RLIMIT_CPU", bounds=between(1, 3600))
-    memory_mb: int = setting(1024, "RLIMIT_AS", bounds=between(64, 1 << 20))
+    memory_mb: int = setting(1024, "RLIMIT_AS; the run's memory cgroup allows this plus its two tmpfs (shared memory and "
+                                   "files count)", bounds=between(64, 1 << 20))
     file_size_mb: int = setting(16, "RLIMIT_FSIZE", bounds=between(1, 1 << 20))
+    disk_mb: int = setting(64, "size of the run directory and of /tmp, each a tmpfs in RAM", bounds=between(1, 1 << 16))
+    disk_inodes: int = setting(10000, "files and directories in each of them (as root)", bounds=between(16, 1 << 24))
     open_files: int = setting(64, "RLIMIT_NOFILE", bounds=between(16, 1 << 20))
     output_cap_kb: int = setting(64, "stdout and stderr are each cut here", bounds=between(1, 16384))
     max_processes: int = setting(64, "RLIMIT_NPROC for the script's user (stops fork bombs)", bounds=between(1, 4096))
@@ -455,12 +459,7 @@ def read_config_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"{path} cannot be read: {err.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); "
-                          "save it as UTF-8") from None
+    return decode_utf8(data, str(path), ConfigError)
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -52,6 +52,10 @@ class StoreError(ShakeError):
     """The dataset store could not be opened or written; nothing was half-written."""
 
 
+class BadDataFile(StoreError):
+    """A file in the data directory does not have the shape shake writes; the message names it."""
+
+
 class StoreLocked(StoreError):
     """Another `shake` process holds the data directory."""
 

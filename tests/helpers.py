@@ -72,3 +72,8 @@ class ScriptedTeacher:
 
     def close(self) -> None:
         pass
+
+
+def rows_json(store, session_id=None) -> list[dict]:
+    """The stored rows as the JSON the store writes (what exports and `data check` see)."""
+    return [r.to_json() for r in store.rows(session_id)]

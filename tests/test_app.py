@@ -7,48 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from app_helpers import ORIGINAL, give_feedback, make_app, on_screen, session_of, status_is, wait_for
 from engine.config import load_config
 from engine.teachers.pool import TeacherPool
-from helpers import ScriptedTeacher, worker_answer
+from helpers import ScriptedTeacher, worker_answer, rows_json
 from tui.app import ShakeApp
 
-ORIGINAL = 'print("hello")\n'
 A = 'print("hello")\nprint("bye")\n'
 B = 'print("hello")\nprint("goodbye")\n'
 C = 'print("hello")\nprint("goodbye!")\n'
 D = 'print("hello")\nprint("goodbye!")\nprint(3)\n'
-
-
-def make_app(shake_env, answers, *, delay_s=0.0, request="say goodbye, then count", **kw):
-    script = shake_env / "hello.py"
-    script.write_text(ORIGINAL)
-    config = load_config()
-    teacher = ScriptedTeacher("a", answers, delay_s=delay_s)
-    pool = TeacherPool(config, extra={"a": teacher, "b": ScriptedTeacher("b")})
-    return ShakeApp(script, request, config=config, pool=pool, check_ollama=False, **kw), teacher
-
-
-async def wait_for(pilot, predicate, timeout=20.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the app did not get there in time")
-
-
-def session_of(app):
-    return app.session_screen.session if app.session_screen else None
-
-
-def status_is(app, status):
-    return lambda: session_of(app) is not None and session_of(app).status == status and not app.session_screen.busy
-
-
-async def give_feedback(pilot, app, text):
-    app.session_screen.query_one("#feedback-input").focus()
-    await pilot.press(*text)
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
 
 
 async def test_a_whole_session_through_the_app(shake_env):
@@ -79,7 +47,7 @@ async def test_a_whole_session_through_the_app(shake_env):
         await give_feedback(pilot, app, "accept: good")
         await pilot.press("enter")
         await wait_for(pilot, status_is(app, "done"))
-        rows = list(app.store.rows())
+        rows = rows_json(app.store)
         assert [r["rejected"]["kind"] if r["rejected"] else None for r in rows] == ["redo", "further_edit", None]
         assert all(r["chosen"]["script"] == C for r in rows[:2]) and rows[2]["chosen"]["script"] == D
         assert session_of(app).current_script == D
@@ -95,8 +63,8 @@ async def test_escape_cancels_a_generation_and_the_session_goes_on(shake_env):
         await wait_for(pilot, lambda: any(agent == "worker" for agent, _ in teacher.calls))
         await pilot.press("escape")
         await wait_for(pilot, status_is(app, "working"))
-        assert list(app.store.rows()) == []
-        assert session_of(app).state["step"]["cycle"] == 0  # the cancelled cycle left no trace
+        assert rows_json(app.store) == []
+        assert session_of(app).state.step.cycle == 0  # the cancelled cycle left no trace
         await pilot.press("ctrl+g")
         await wait_for(pilot, status_is(app, "review"))
         assert session_of(app).pending_proposal().script == B
@@ -151,6 +119,14 @@ async def test_trainer_screen_runs_a_real_training_and_draws_its_curve(shake_env
         await wait_for(pilot, lambda: screen.shown_steps == 3, timeout=10)
         assert (screen.run_dir / "DONE").exists()
         assert screen.query_one("#progress").progress == 3
+        # Evaluate needs held-out rows and this run has none: the reason is on screen, and the
+        # finished run stays finished (issue #15 item 5).
+        await pilot.press("v")
+        results = screen.query_one("#eval-results")
+        await wait_for(pilot, lambda: "failed" in str(results.render()), timeout=240)
+        assert "this run has no held-out rows" in str(results.render())
+        assert results.has_class("error-text")
+        assert "finished" in str(screen.query_one("#run-info").render())
 
 
 # -- snapshots ---------------------------------------------------------------------------------
@@ -163,10 +139,16 @@ def fixed_ids(monkeypatch):
     monkeypatch.setattr("engine.store.store.new_id", lambda: f"id{next(counter):04d}")
 
 
+def for_snapshot(app, theme):
+    """The theme to show; no animations, so that a tab's underline is never caught mid-way."""
+    app.ui_state.set("theme", theme)
+    app.animation_level = "none"
+    return app
+
+
 def snapshot_app(shake_env, theme):
     app, _ = make_app(shake_env, {"planner": ["1. Add a goodbye line\n2. Print a count"], "worker": [worker_answer(A)]})
-    app.ui_state.set("theme", theme)
-    return app
+    return for_snapshot(app, theme)
 
 
 async def settle(pilot, app, mode):
@@ -193,12 +175,15 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
     monkeypatch.chdir(shake_env)
     (shake_env / "hello.py").write_text(ORIGINAL)
     config = load_config()
-    app = ShakeApp(Path("hello.py"), "", config=config, pool=TeacherPool(config, extra={"a": ScriptedTeacher("a")}),
-                   check_ollama=False)
-    app.ui_state.set("theme", theme)
+    pool = TeacherPool(config, extra={"a": ScriptedTeacher("a"), "b": ScriptedTeacher("b")})
+    app = for_snapshot(ShakeApp(Path("hello.py"), "", config=config, pool=pool, check_ollama=False), theme)
 
     async def opened(pilot):
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "NewSessionScreen")
+        await wait_for(pilot, on_screen(app, "NewSessionScreen"))
+        tree = app.screen.query_one("#picker")
+        await wait_for(pilot, lambda: len(tree.root.children) > 0)  # the tree lists the folder in a worker
+        await wait_for(pilot, lambda: app.teacher_status)  # the status bar shows the health check's result
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)
         for widget in app.screen.query("Input, TextArea"):
             widget.cursor_blink = False
@@ -206,3 +191,125 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=opened)
+
+
+# -- snapshots of the screens added for issues #15 and #17 ----------------------------------------
+def quiet(app):
+    for widget in app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
+    app.clear_notifications()
+
+
+async def reviewed_and_accepted(pilot, app):
+    await wait_for(pilot, status_is(app, "review"))
+    await give_feedback(pilot, app, "accept: good")
+    await pilot.press("enter")
+    await wait_for(pilot, status_is(app, "review"))  # the second step's proposal
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_save(snap_compare, shake_env, fixed_ids, theme, monkeypatch):
+    monkeypatch.chdir(shake_env)  # paths are shown relative to it: the same on every machine
+    app = snapshot_app(shake_env, theme)
+
+    async def run_before(pilot):
+        await reviewed_and_accepted(pilot, app)
+        app.session_screen.query_one("#diff").focus()
+        await pilot.press("w")
+        await wait_for(pilot, on_screen(app, "SaveScreen"))
+        await pilot.pause(0.3)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_stalled(snap_compare, shake_env, fixed_ids, theme):
+    failing = {"planner": ["1. Add a goodbye line"], "worker": [worker_answer("raise SystemExit(3)\n")] * 10}
+    app, _ = make_app(shake_env, failing, b_answers=failing)
+    for_snapshot(app, theme)
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "stalled"))
+        await pilot.press("1")
+        await pilot.pause(0.3)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+def found_on_this_machine():
+    from engine.teachers.discovery import Discovery, FoundModel, FoundServer
+
+    url = "http://127.0.0.1:11434"
+    models = (FoundModel("ollama", url, "qwen2.5-coder:7b", 4683075271, "qwen2", "7.6B", "Q4_K_M", 32768, True,
+                         blob_status="readable", logprobs="yes"),
+              FoundModel("ollama", url, "llama3.2:3b", 2019393189, "llama", "3.2B", "Q4_0", 131072, True,
+                         blob_status="readable", logprobs="yes"))
+    return Discovery((FoundServer("ollama", url, True, "Ollama 0.13.0", "0.13.0", models=models),
+                      FoundServer("openai", "http://127.0.0.1:8080", False, problem="not running")), 0.05)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
+    app, _ = make_app(shake_env, {}, script=False)
+    for_snapshot(app, theme)
+
+    async def run_before(pilot):
+        await pilot.pause(0.2)
+        app.post_message(ShakeApp.TeachersFound(found_on_this_machine(), True))
+        await wait_for(pilot, lambda: app.session_screen.query_one("#discovery-hint").display)
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+
+async def open_sessions(pilot, app):
+    await pilot.press("f5")
+
+
+async def open_quit_question(pilot, app):
+    from tui.screens.quit import QuitScreen
+
+    app.push_screen(QuitScreen("run-20260101-120000", "step 12/50"))
+
+
+async def open_trainer_settings(pilot, app):
+    await pilot.press("f4", "c")
+
+
+async def open_your_edit(pilot, app):
+    from tui.screens.ask import ConfirmDiffScreen
+
+    app.push_screen(ConfirmDiffScreen("Your edit of the proposal", "Accepting makes your script the step's output.",
+                                      A, 'print("hello")\nprint("bye, by hand")\n', "Accept my edit"))
+
+
+async def open_step_text(pilot, app):
+    app.session_screen.query_one("#diff").focus()
+    await pilot.press("E")
+
+
+DIALOGS = {"sessions": (open_sessions, "SessionsScreen"), "quit_while_training": (open_quit_question, "QuitScreen"),
+           "trainer_settings": (open_trainer_settings, "TrainSettingsScreen"),
+           "your_edit": (open_your_edit, "ConfirmDiffScreen"), "step_text": (open_step_text, "AskTextScreen")}
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("dialog", list(DIALOGS))
+def test_snapshot_dialog(snap_compare, shake_env, fixed_ids, theme, dialog):
+    """The dialogs a reviewing session opens: saved sessions, the quit question while training, the
+    trainer settings, the user's edit, the step's text."""
+    app = snapshot_app(shake_env, theme)
+    opener, screen = DIALOGS[dialog]
+
+    async def run_before(pilot):
+        await wait_for(pilot, status_is(app, "review"))
+        await opener(pilot, app)
+        await wait_for(pilot, on_screen(app, screen))
+        await pilot.pause(0.2)
+        quiet(app)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from engine.store import DatasetStore
+from helpers import rows_json
 from servers import FakeOllama, free_port
 from tui.cli import main
 
@@ -38,7 +39,7 @@ def test_real_session_on_the_embedded_teacher_writes_rows_with_logprobs(shake_en
         assert header in printed
     assert out.exists()
     with DatasetStore(shake_env / "data") as store:
-        rows = list(store.rows())
+        rows = rows_json(store)
         assert len(rows) == 1 and rows[0]["rejected"]["kind"] == "further_edit"
         chosen = rows[0]["chosen"]
         assert chosen["script"] == out.read_text()
@@ -61,7 +62,7 @@ def run_cli(argv, capsys):
 
 def no_rows(shake_env):
     with DatasetStore(shake_env / "data") as store:
-        return list(store.rows()) == []
+        return rows_json(store) == []
 
 
 def test_missing_script_nonparsing_script_and_empty_request(shake_env, capsys):

@@ -15,7 +15,7 @@ from engine.store import DatasetStore
 from engine.teachers.base import SamplingParams
 from engine.teachers.pool import TeacherPool
 from engine.teachers.student import StudentTeacher
-from helpers import ScriptedTeacher, worker_answer
+from helpers import ScriptedTeacher, worker_answer, rows_json
 from tui.cli import main
 
 GOOD = 'print("hello")\nprint("bye")\n'
@@ -78,8 +78,8 @@ def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_
         session.apply_feedback(Classification("redo", "user", "again"))
         session.propose()  # cycle 3: both run, the judge says B -> nothing stored
         session.apply_feedback(Classification("accepted", "user", ""))
-        rows = list(store.rows())
-    assert not any(r.get("agent") for r in rows)  # the judge preferred the student's plans and instructions
+        rows = rows_json(store)
+    assert all(r["agent"] == "worker" for r in rows)  # the judge preferred the student's plans and instructions
     kinds = [r["rejected"]["kind"] for r in rows]
     assert kinds.count("student") == 2 and kinds.count("further_edit") == 1 and kinds.count("redo") == 1
     students = [r for r in rows if r["rejected"]["kind"] == "student"]
@@ -100,7 +100,7 @@ def test_mixed_policy_share_between_first_and_latest_student(shake_env, script_f
         for _ in range(3):
             session.propose()
             session.apply_feedback(Classification("further_edit", "user", "more"))
-        versions = {r["rejected"]["student_version"] for r in store.rows() if r["rejected"]["kind"] == "student"}
+        versions = {r["rejected"]["student_version"] for r in rows_json(store) if r["rejected"]["kind"] == "student"}
     assert versions == expected
 
 
@@ -118,14 +118,14 @@ def test_student_first_falls_back_to_the_teacher_and_rescoring_uses_the_kd_teach
         assert proposal.teacher["name"] == "a"  # the teacher took over after 2 failed student attempts
         assert any(e.kind == "switch" for e in events)
         session.apply_feedback(Classification("accepted", "user", ""))
-        rows = list(store.rows())
+        rows = rows_json(store)
         assert [r["rejected"]["teacher"]["name"] for r in rows] == ["s1", "s1"]
         lp = rows[0]["chosen"]["logprobs"]
         prompt = rows[0]["prompt"]["messages"]
         direct = a.score(prompt, rows[0]["chosen"]["text"], top_logprobs=session.config.teacher("a").top_logprobs)
         got = store.get_logprobs(lp["blob"])
         np.testing.assert_array_equal(got.logprobs, direct.logprobs)
-        assert lp["source"] == "rescored" and lp["teacher"]["name"] == "a"
+        assert lp["source"] == "rescored" and lp["scorer"]["name"] == "a"
 
 
 def test_kd_teacher_scores_a_chosen_from_another_teacher(shake_env, script_file):
@@ -139,9 +139,9 @@ def test_kd_teacher_scores_a_chosen_from_another_teacher(shake_env, script_file)
         session.plan()
         session.propose()
         session.apply_feedback(Classification("accepted", "user", ""))
-        row = next(store.rows())
+        row = rows_json(store)[0]
         lp = row["chosen"]["logprobs"]
-        assert lp["source"] == "rescored:kd_teacher" and lp["teacher"]["name"] == "a"
+        assert lp["source"] == "rescored" and lp["scorer"]["name"] == "a"
         np.testing.assert_array_equal(store.get_logprobs(lp["blob"]).logprobs,
                                       a.score(row["prompt"]["messages"], row["chosen"]["text"],
                                               top_logprobs=config.teacher("a").top_logprobs).logprobs)
@@ -156,11 +156,11 @@ def test_data_rescore_fills_soft_labels_resumably(shake_env, script_file, smol_t
         session.plan()
         session.propose()
         session.apply_feedback(Classification("accepted", "user", ""))
-        assert next(store.rows())["chosen"]["logprobs"] is None  # the teacher gave none
+        assert rows_json(store)[0]["chosen"]["logprobs"] is None  # the teacher gave none
     assert main(["data", "rescore", "--teacher", "a"]) == 0  # "a" is the embedded SmolLM2 in this config
     assert "rescored 1 steps" in capsys.readouterr().out
     with DatasetStore(config.data_dir) as store:
-        row = next(store.rows())
+        row = rows_json(store)[0]
         got = store.get_logprobs(row["chosen"]["logprobs"]["blob"])
         direct = smol_teacher.score(row["prompt"]["messages"], row["chosen"]["text"], top_logprobs=20)
         assert got.token_ids.tolist() == direct.token_ids.tolist()
@@ -191,11 +191,11 @@ def test_ollama_export_writes_a_modelfile(dataset, tiny_student, tmp_path):
 
     run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
                             run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
-    paths = export_student(run.run_dir, tmp_path / "out", ollama=True)
-    text = paths["modelfile"].read_text()
+    exported = export_student(run.run_dir, tmp_path / "out", ollama=True)
+    text = exported.modelfile.read_text()
     assert "FROM ./merged" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
-    assert (paths["merged"] / "config.json").exists()
-    assert json.loads((paths["merged"] / "config.json").read_text())["model_type"] == "llama"
+    assert (exported.merged / "config.json").exists()
+    assert json.loads((exported.merged / "config.json").read_text())["model_type"] == "llama"
 
 
 def test_gguf_export_runs_on_llama_cpp_with_the_same_numbers(tiny_student, tmp_path):
@@ -236,7 +236,7 @@ def test_side_chain_covers_the_planner_lead_and_analyzer(shake_env, script_file)
         session.propose()
         label = session.classify("looks right")
         session.apply_feedback(label)
-        rows = list(store.rows())
+        rows = rows_json(store)
     by_agent = {r.get("agent", "worker"): r for r in rows}
     assert set(by_agent) == {"planner", "lead", "analyzer", "worker"}
     for agent, teacher_text, student_text in (("planner", "1. Say bye", "bye"), ("lead", "Add a print of bye.", "do it"),

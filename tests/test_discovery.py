@@ -185,8 +185,10 @@ def test_configured_as_matches_backend_model_and_server(config):
 @pytest.mark.slow
 def test_a_real_llama_cpp_server_with_and_without_log_probabilities(quiet_machine):
     model = str(default_gguf_path())
+    # a loaded CI machine answers the first completion slowly: generous timeouts, the behaviour is the point
+    patient = Timeouts(read=30.0, logprobs_probe=120.0)
     with llama_cpp_server(model, alias="smol") as url:
-        found = discover([url])
+        found = discover([url], timeouts=patient)
         server = next(s for s in found.servers if s.url == url)
         assert server.kind == "openai" and server.running and server.label == "llama_cpp.server"
         assert [(m.model, m.logprobs, m.source) for m in server.models] == [("smol", "yes", f"openai:{url}#smol")]
@@ -194,7 +196,7 @@ def test_a_real_llama_cpp_server_with_and_without_log_probabilities(quiet_machin
         with pytest.raises(ModelNotFound, match="has no model 'nope'"):
             inspect_source(f"openai:{url}#nope")
     with llama_cpp_server(model, alias="plain", logits_all=False) as url:
-        (plain,) = discover([url]).models
+        (plain,) = discover([url], timeouts=patient).models
         assert plain.logprobs == "no" and "--logits_all true" in plain.logprobs_note
 
 

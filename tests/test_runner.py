@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from engine.config import RunnerConfig
-from engine.runner import run_script
+from engine.execution import run_script
 
 
 def cfg(**kw):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import sandbox
+from engine.execution import sandbox
 from engine.config import RunnerConfig
-from engine.runner import run_script
+from engine.execution import run_script
 
 pytestmark = pytest.mark.skipif(sandbox.probe() is not None, reason=f"no sandbox here: {sandbox.probe()}")
 
@@ -194,8 +194,10 @@ def test_environment_is_cleared(monkeypatch):
     monkeypatch.setenv("SHAKE_TEST_SECRET", "hunter2")
     res = run_script("import os\nprint(sorted(os.environ))\nprint(os.getuid())\n", cfg())
     assert "SHAKE_TEST_SECRET" not in res.stdout and "hunter2" not in res.stdout
-    if os.geteuid() == 0:
-        assert res.stdout.splitlines()[1] == "65534"  # root is dropped to nobody
+    assert "SHAKE_LAUNCH" not in res.stdout  # the launcher's settings are not the script's
+    if os.geteuid() == 0:  # root is dropped to a uid of the run's own, from the reserved range
+        uid = int(res.stdout.splitlines()[1])
+        assert sandbox.UID_BASE <= uid < sandbox.UID_BASE + sandbox.UID_COUNT
 
 
 def test_missing_bubblewrap_refuses_with_the_fix_and_the_opt_in(monkeypatch):
@@ -209,13 +211,11 @@ def test_missing_bubblewrap_refuses_with_the_fix_and_the_opt_in(monkeypatch):
         sandbox.probe.cache_clear()
 
 
-def test_fresh_tmp_is_mounted_before_the_python_binds(tmp_path):
+def test_fresh_tmp_is_mounted_before_the_python_binds():
     """A virtual environment under /tmp (a fresh clone there) must not be hidden by the sandbox's /tmp."""
     import sys
 
-    from engine.runner import LAUNCHER
-
-    args = sandbox.bwrap_args(tmp_path, LAUNCHER, {})
-    tmpfs = args.index("--tmpfs")
+    args = sandbox.bwrap_args(sandbox.Mounts(script_fd=3, seccomp_fd=None, block_fd=None, disk_bytes=1 << 20), {})
+    tmpfs = args.index("/tmp")
     python_binds = [i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] in (sys.prefix, sys.base_prefix)]
-    assert python_binds and all(i > tmpfs for i in python_binds)
+    assert args[tmpfs - 1] == "--tmpfs" and python_binds and all(i > tmpfs for i in python_binds)

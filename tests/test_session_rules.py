@@ -11,7 +11,7 @@ from engine.errors import AttemptsExhausted, GenerationCancelled, InputError, Se
 from engine.session import Session
 from engine.store import DatasetStore
 from engine.teachers.pool import TeacherPool
-from helpers import ScriptedTeacher, worker_answer
+from helpers import ScriptedTeacher, worker_answer, rows_json
 
 ORIGINAL = 'print("hello")\n'
 FAILING = 'raise ValueError("boom")\n'
@@ -30,7 +30,7 @@ def make_session(store, config, script_file, a_answers, b_answers=None):
 
 
 def by_step(store, session):
-    rows = list(store.rows(session.id))
+    rows = rows_json(store, session.id)
     return {i: [r for r in rows if r["step_index"] == i] for i in {r["step_index"] for r in rows}}
 
 
@@ -51,7 +51,7 @@ def test_every_row_rule_in_one_session(store, config, script_file):
     # cycle 1 fails when run -> error row; cycle 2 runs -> proposal
     proposal = session.propose()
     assert proposal.script == A and proposal.run.ok and proposal.cycle == 2
-    rows = list(store.rows(session.id))
+    rows = rows_json(store, session.id)
     assert [r["rejected"]["kind"] for r in rows] == ["error"]
     assert rows[0]["rejected"]["script"] == FAILING and "boom" in rows[0]["rejected"]["error"]
     assert rows[0]["chosen"] is None
@@ -101,7 +101,7 @@ def test_every_row_rule_in_one_session(store, config, script_file):
     assert steps[1][0]["rejected"] is None and steps[1][0]["chosen"]["script"] == D
     assert steps[1][0]["chosen"]["logprobs"]["source"] == "generation"
     assert session.status == "done" and session.current_script == D
-    for row in store.rows(session.id):
+    for row in rows_json(store, session.id):
         prov = row["chosen"]
         assert prov["teacher"]["name"] == "a" and prov["sampling"]["temperature"] == config.sampling["worker"].temperature
         assert row["session_id"] == session.id and row["created_at"]
@@ -118,7 +118,7 @@ def test_malformed_output_is_a_failed_attempt_without_a_row(store, config, scrip
     session.plan()
     proposal = session.propose()
     assert proposal.script == A
-    assert list(store.rows(session.id)) == []
+    assert rows_json(store, session.id) == []
     lead_calls = [m for agent, m in a.calls if agent == "lead"]
     assert "could not be used" in lead_calls[1][1]["content"]
 
@@ -135,7 +135,7 @@ def test_worker_switches_teacher_after_n_failures(store, config, script_file):
     assert proposal.teacher["name"] == "b"
     assert any(e.kind == "switch" and "'b'" in e.text for e in events)
     session.apply_feedback(Classification("accepted", "user", ""))
-    rows = list(store.rows(session.id))
+    rows = rows_json(store, session.id)
     assert [r["rejected"]["teacher"]["name"] for r in rows] == ["a", "a"]
     assert all(r["chosen"]["teacher"]["name"] == "b" for r in rows)
 
@@ -150,7 +150,7 @@ def test_all_teachers_failing_stalls_and_resume_retries(store, config, script_fi
     with pytest.raises(AttemptsExhausted, match="resume"):
         session.propose()
     assert session.status == "stalled"
-    assert len(list(store.rows(session.id))) == 4
+    assert len(rows_json(store, session.id)) == 4
     resumed = Session.resume(store, session.pool, config, session.id)
     assert resumed.propose().script == A
 
@@ -203,7 +203,7 @@ def test_user_override_of_the_analyzer_label_is_what_is_stored(store, config, sc
     guess = session.classify("this is fine I guess")
     assert guess.label == "accepted"
     session.apply_feedback(Classification("redo", "user", guess.feedback))
-    rows = list(store.rows(session.id))
+    rows = rows_json(store, session.id)
     assert rows[0]["rejected"]["kind"] == "redo" and rows[0]["chosen"] is None
 
 
@@ -222,7 +222,57 @@ def test_cancel_during_generation_leaves_the_session_consistent(store, config, s
 
     with pytest.raises(GenerationCancelled):
         session.propose(on_token=on_token, cancel=cancel)
-    assert seen and list(store.rows(session.id)) == []
+    assert seen and rows_json(store, session.id) == []
     reloaded = Session.resume(store, pool, config, session.id)
     assert reloaded.status == "working"
     assert reloaded.propose().script == B
+
+
+def test_the_users_own_edit_is_the_accepted_output(store, config, script_file):
+    session, a, _ = make_session(store, config, script_file, {"worker": [worker_answer(A)]})
+    session.plan()
+    session.propose()
+    edited = 'print("hello")\nprint("bye, edited by hand")\n'
+    with pytest.raises(InputError, match="does not parse"):
+        session.accept_user_edit("def broken(:\n")
+    assert session.status == "review"
+    session.accept_user_edit(edited)
+    rows = list(store.rows(session.id))
+    refused = [r for r in rows if r.rejected]
+    assert [r.rejected.kind for r in refused] == ["further_edit"] and refused[0].rejected.script == A
+    assert all(r.chosen.script == edited and r.chosen.origin == "user_edit" and r.chosen.teacher is None for r in rows)
+    lp = rows[0].chosen.logprobs  # a worker teacher that can score labelled the user's text
+    assert lp.source == "rescored" and lp.prompt_sha == rows[0].prompt.sha and a.scored[-1][1] == rows[0].chosen.text
+    assert session.current_script == edited and session.step_index == 1
+
+
+def test_an_unchanged_edit_is_a_plain_accept(store, config, script_file):
+    session, a, _ = make_session(store, config, script_file, {"worker": [worker_answer(A)]})
+    session.plan()
+    session.propose()
+    session.accept_user_edit(A)
+    rows = list(store.rows(session.id))
+    assert len(rows) == 1 and rows[0].rejected is None and rows[0].chosen.origin == "model"
+
+
+def test_skip_and_edit_a_step_and_the_stall_says_why(store, config, script_file):
+    config.session.switch_teacher_after = 1
+    session, a, b = make_session(store, config, script_file, {"planner": ["1. First\n2. Second"],
+                                                              "worker": ["no code", worker_answer(FAILING)]},
+                                 {"worker": ["still no code"]})
+    session.plan()
+    events = []
+    with pytest.raises(AttemptsExhausted, match="try again, edit or skip"):
+        session.propose(emit=events.append)
+    assert session.status == "stalled" and session.steps[0].status == "stalled"
+    assert session.stall.attempts == 2 and "malformed" in session.stall.reason and session.stall.teachers == ["a", "b"]
+    assert any(e.kind == "stalled" for e in events)
+    resumed = Session.resume(store, session.pool, config, session.id)
+    assert resumed.stall == session.stall  # it is saved
+    resumed.edit_step("First, but simpler")
+    assert resumed.steps[0].text == "First, but simpler"
+    resumed.skip_step()
+    assert resumed.steps[0].status == "skipped" and resumed.step_index == 1 and resumed.stall is None
+    assert all(r.chosen is None for r in store.rows(session.id))  # a skipped step is never trained on
+    with pytest.raises(InputError):
+        resumed.edit_step("   ")

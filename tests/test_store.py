@@ -13,18 +13,9 @@ from engine.logprobs import TokenLogprobs
 from engine.store import DatasetStore, Snapshot
 from engine.store.atomic import atomic_write_bytes
 from engine.store.export import export_dataset
+from engine.teachers.base import SamplingParams
 from helpers import fake_tokens
-
-
-def row(step=0, kind="error", chosen=None):
-    return {
-        "step_index": step,
-        "step": "s",
-        "cycle": 1,
-        "prompt": {"messages": [{"role": "user", "content": "p"}], "instruction": "i", "script": "x"},
-        "rejected": {"kind": kind, "text": "bad", "reasoning": "r", "script": "y"} if kind else None,
-        "chosen": chosen,
-    }
+from records import chosen, lp_record, row, state
 
 
 def test_second_writer_is_refused_with_a_clear_message(tmp_path):
@@ -36,13 +27,13 @@ def test_second_writer_is_refused_with_a_clear_message(tmp_path):
 
 def test_rows_are_sharded_by_session_and_chosen_fills_a_step(tmp_path):
     with DatasetStore(tmp_path) as store:
-        s1 = store.create_session({"status": "working"})
-        s2 = store.create_session({"status": "working"})
+        s1 = store.create_session(state())
+        s2 = store.create_session(state())
         store.commit(s1, new_rows=[row(0, "error"), row(0, "redo"), row(1, "redo")])
         store.commit(s2, new_rows=[row(0, "further_edit")])
-        store.commit(s1, chosen_for_step=(0, {"text": "good", "logprobs": None}))
+        store.commit(s1, chosen_for_step=(0, chosen("good")))
         rows = list(store.rows(s1))
-        assert [r["chosen"]["text"] if r["chosen"] else None for r in rows] == ["good", "good", None]
+        assert [r.chosen.text if r.chosen else None for r in rows] == ["good", "good", None]
         assert len(list(store.rows(s2))) == 1
         assert (tmp_path / "sessions" / f"{s1}.json").exists()
         stats = store.stats()
@@ -52,9 +43,9 @@ def test_rows_are_sharded_by_session_and_chosen_fills_a_step(tmp_path):
 def test_logprob_blobs_round_trip_and_stay_out_of_the_json(tmp_path):
     lp = TokenLogprobs.from_tokens(fake_tokens("hello world, " * 200))
     with DatasetStore(tmp_path) as store:
-        sid = store.create_session({})
+        sid = store.create_session(state())
         digest = store.put_logprobs(lp)
-        store.commit(sid, new_rows=[row(0, None, {"text": "t", "logprobs": {"blob": digest}})])
+        store.commit(sid, new_rows=[row(0, None, chosen("t", lp_record(digest, len(lp))))])
         back = store.get_logprobs(digest)
     assert back.token_bytes == lp.token_bytes
     np.testing.assert_array_equal(back.top_logprobs, lp.top_logprobs)
@@ -87,10 +78,11 @@ def test_failed_write_leaves_the_old_file_and_no_temp_files(tmp_path, monkeypatc
 
 def test_non_finite_numbers_are_refused_not_written(tmp_path):
     with DatasetStore(tmp_path) as store:
-        sid = store.create_session({})
+        sid = store.create_session(state())
         before = (tmp_path / "sessions" / f"{sid}.json").read_bytes()
         bad = row()
-        bad["rejected"]["score"] = float("-inf")
+        bad = bad.__class__(**{**bad.__dict__, "rejected": bad.rejected.__class__(
+            **{**bad.rejected.__dict__, "sampling": SamplingParams(temperature=float("nan"))})})
         with pytest.raises(StoreError, match="non-finite"):
             store.commit(sid, new_rows=[bad])
         assert (tmp_path / "sessions" / f"{sid}.json").read_bytes() == before
@@ -99,12 +91,12 @@ def test_non_finite_numbers_are_refused_not_written(tmp_path):
 
 def test_snapshot_is_frozen_and_hashed(tmp_path):
     with DatasetStore(tmp_path / "data") as store:
-        sid = store.create_session({})
+        sid = store.create_session(state())
         digest = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good")))
         store.commit(sid, new_rows=[row(0, "error"), row(1, "redo")])
-        store.commit(sid, chosen_for_step=(0, {"text": "good", "logprobs": {"blob": digest}}))
+        store.commit(sid, chosen_for_step=(0, chosen("good", lp_record(digest, 1))))
         info = store.snapshot(tmp_path / "snap")
-        store.commit(sid, new_rows=[row(0, "redo", {"text": "later"})])  # added after the snapshot
+        store.commit(sid, new_rows=[row(0, "redo", chosen("later"))])  # added after the snapshot
     snap = Snapshot(tmp_path / "snap")
     assert info.rows == 1 and len(snap.rows) == 1 and snap.sha256 == info.sha256
     assert snap.logprobs(snap.rows[0]).text == "good"
@@ -115,13 +107,13 @@ def test_snapshot_is_frozen_and_hashed(tmp_path):
 
 def test_export_jsonl_has_trl_columns(tmp_path):
     with DatasetStore(tmp_path / "data") as store:
-        sid = store.create_session({})
+        sid = store.create_session(state())
         digest = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good answer")))
         store.commit(sid, new_rows=[row(0, "error"), row(1, None), row(2, "redo")])
-        store.commit(sid, chosen_for_step=(0, {"text": "good answer", "logprobs": {"blob": digest}}))
-        store.commit(sid, chosen_for_step=(1, {"text": "fine", "logprobs": None}))
-        n = export_dataset(store, tmp_path / "out.jsonl")
-        paired = export_dataset(store, tmp_path / "paired.jsonl", paired_only=True)
+        store.commit(sid, chosen_for_step=(0, chosen("good answer", lp_record(digest, 3))))
+        store.commit(sid, chosen_for_step=(1, chosen("fine")))
+        n = export_dataset(store, tmp_path / "out.jsonl").rows
+        paired = export_dataset(store, tmp_path / "paired.jsonl", paired_only=True).rows
         export_dataset(store, tmp_path / "out.parquet", "parquet")
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert n == 2 and paired == 1  # the pending row of step 2 is left out

@@ -20,6 +20,8 @@ import pytest
 from engine.errors import StoreError
 from engine.store import DatasetStore
 from engine.store import atomic as atomic_mod
+from records import row as make_row
+from records import state as make_state
 
 RUNS = 200
 
@@ -31,9 +33,11 @@ def writer(data_dir, session_id, ack_fd, seed) -> None:
     while True:
         # the state document swings between small and large: the file grows and shrinks
         padding = "x" * rng.choice([10, 50_000, 200, 120_000])
-        row = {"step_index": 0, "step": "s", "cycle": n, "prompt": {"messages": [], "instruction": "", "script": padding},
-               "rejected": {"kind": "error", "text": f"row-{seed}-{n}"}, "chosen": None, "row_id": f"r{seed}-{n}"}
-        store.commit(session_id, state={"status": "working", "padding": padding, "n": n}, new_rows=[row])
+        row = make_row(0, "error", text=f"row-{seed}-{n}")
+        row = row.__class__(**{**row.__dict__, "cycle": n, "row_id": f"r{seed}-{n}",
+                               "step": padding})
+        store.commit(session_id, state=make_state(status="working", current_script=padding, request=f"n={n}"),
+                     new_rows=[row])
         os.write(ack_fd, f"{seed}-{n}\n".encode())
         n += 1
 
@@ -41,7 +45,7 @@ def writer(data_dir, session_id, ack_fd, seed) -> None:
 def test_sigkill_at_random_moments_never_loses_an_acknowledged_row(tmp_path):
     data = tmp_path / "data"
     with DatasetStore(data) as store:
-        session_id = store.create_session({"status": "working"})
+        session_id = store.create_session(make_state(status="working"))
     acknowledged: set[str] = set()
     rng = random.Random(1234)
     for run in range(RUNS):
@@ -69,11 +73,11 @@ def test_sigkill_at_random_moments_never_loses_an_acknowledged_row(tmp_path):
         acknowledged |= {f"r{line.strip().decode()}" for line in received.splitlines() if line.strip()}
         with DatasetStore(data) as store:  # opens: the lock died with the writer
             state = store.load_state(session_id)
-            rows = {r["row_id"] for r in store.rows(session_id)}
+            rows = {r.row_id for r in store.rows(session_id)}
             assert acknowledged <= rows, f"run {run}: lost {sorted(acknowledged - rows)[:3]}"
-            assert state["status"] == "working"
-            if "n" in state:
-                assert len(state["padding"]) in (10, 50_000, 200, 120_000)
+            assert state.status == "working"
+            if state.request.startswith("n="):
+                assert len(state.current_script) in (10, 50_000, 200, 120_000)
         leftovers = [p.name for p in (data / "sessions").iterdir() if p.name.endswith(".tmp")]
         assert leftovers == [], leftovers  # swept when the store opened
     assert len(acknowledged) >= RUNS // 2  # the writers did real work between kills
@@ -86,9 +90,8 @@ def test_sigkill_at_random_moments_never_loses_an_acknowledged_row(tmp_path):
 def test_failing_disk_leaves_old_files_identical(tmp_path, monkeypatch, fault):
     data = tmp_path / "data"
     with DatasetStore(data) as store:
-        sid = store.create_session({"status": "working"})
-        store.commit(sid, new_rows=[{"step_index": 0, "step": "s", "cycle": 1, "prompt": None,
-                                     "rejected": {"kind": "error", "text": "old"}, "chosen": None}])
+        sid = store.create_session(make_state(status="working"))
+        store.commit(sid, new_rows=[make_row(0, "error", text="old")])
         shard = data / "sessions" / f"{sid}.json"
         before = shard.read_bytes()
         files_before = sorted(p.name for p in (data / "sessions").iterdir())
@@ -116,21 +119,20 @@ def test_failing_disk_leaves_old_files_identical(tmp_path, monkeypatch, fault):
             monkeypatch.setattr(atomic_mod.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.EXDEV, "rename failed")))
 
         with pytest.raises(StoreError, match="previous version is intact"):
-            store.commit(sid, new_rows=[{"step_index": 0, "step": "s", "cycle": 2, "prompt": None,
-                                         "rejected": {"kind": "redo", "text": "new"}, "chosen": None}])
+            store.commit(sid, new_rows=[make_row(0, "redo", text="new")])
         monkeypatch.undo()
         assert shard.read_bytes() == before
         assert sorted(p.name for p in (data / "sessions").iterdir()) == files_before
         # the store's cache did not run ahead of the disk
-        assert [r["rejected"]["text"] for r in store.rows(sid)] == ["old"]
+        assert [r.rejected.text for r in store.rows(sid)] == ["old"]
 
 
 def test_rotating_backups_of_session_files(tmp_path, monkeypatch):
     monkeypatch.setattr("engine.store.store.BACKUP_EVERY", 2)
     with DatasetStore(tmp_path) as store:
-        sid = store.create_session({"status": "working"})
+        sid = store.create_session(make_state(status="working"))
         for i in range(10):
-            store.commit(sid, state={"status": "working", "i": i})
+            store.commit(sid, state=make_state(status="working", request=f"i={i}"))
     backups = sorted(p.name for p in (tmp_path / "sessions" / ".backups").iterdir())
     assert backups == [f"{sid}.json.1", f"{sid}.json.2", f"{sid}.json.3"]
     with DatasetStore(tmp_path) as store:

@@ -15,6 +15,7 @@ from engine.teachers import retry
 from engine.teachers.base import SamplingParams
 from engine.teachers.ollama_backend import OllamaTeacher
 from engine.teachers.openai_compat import OpenAICompatTeacher
+from helpers import rows_json
 from servers import FakeOllama, FakeOpenAI, free_port
 
 MESSAGES = worker.worker_messages("x", "print(1)\n")
@@ -124,6 +125,6 @@ def test_a_broken_stream_writes_nothing_and_the_session_goes_on(shake_env, tmp_p
             server.mode = "cut"
             with pytest.raises(TeacherUnavailable, match="discarded"):
                 session.propose()
-            assert list(store.rows()) == [] and session.state["step"]["cycle"] == 0
+            assert rows_json(store) == [] and session.state.step.cycle == 0
             server.mode = "ok"
             assert session.propose().script == "print(1)\n"

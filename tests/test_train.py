@@ -8,6 +8,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from engine.errors import StudentError
@@ -102,17 +104,15 @@ def test_bad_input_gives_one_clear_message(dataset, tiny_student, tmp_path):
 def test_unmappable_teacher_vocabulary(tiny_student, tmp_path, shake_env):
     from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
     from engine.store import DatasetStore
+    import records
 
     text = "zqxjzqxjzqxjzqxj"
     alien = TokenLogprobs.from_tokens([TokenLogprob(10**9, b"zqxjzqxj", -0.1, [TopLogprob(10**9, b"zqxjzqxj", -0.1)])] * 2)
     data = tmp_path / "alien"
     with DatasetStore(data) as store:
-        sid = store.create_session({})
+        sid = store.create_session(records.state())
         blob = store.put_logprobs(alien)
-        row = {"step_index": 0, "step": "s", "cycle": 1, "rejected": None,
-               "prompt": {"messages": [{"role": "user", "content": "hi"}], "instruction": "i", "script": ""},
-               "chosen": {"text": text, "logprobs": {"blob": blob}}}
-        store.commit(sid, new_rows=[row])
+        store.commit(sid, new_rows=[records.row(0, None, records.chosen(text, records.lp_record(blob, len(alien), 1)))])
     with pytest.raises(TrainError, match="could not be mapped onto the student's vocabulary"):
         train(cfg(tiny_student, run_dir=str(tmp_path / "r")), data, progress=False, log=lambda m: None)
 
@@ -120,9 +120,8 @@ def test_unmappable_teacher_vocabulary(tiny_student, tmp_path, shake_env):
 def test_eval_and_export(dataset, tiny_student, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from engine.student.loader import load_student, resolve_student
     from engine.student.precision import FP32
-    from trainer.evaluate import evaluate
+    from trainer.evaluate import evaluate, load_trained
     from trainer.export import export_student
 
     result = train(cfg(tiny_student, max_steps=2, eval_fraction=0.5, run_dir=str(tmp_path / "r")), dataset,
@@ -130,10 +129,9 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
     report = evaluate(result.run_dir, generate=True, max_new_tokens=8)
     assert report["held_out_rows"] >= 1 and math.isfinite(report["loss"]) and 0.0 <= report["pass_rate"] <= 1.0
     assert json.loads((result.run_dir / "eval.json").read_text())["held_out_rows"] == report["held_out_rows"]
-    paths = export_student(result.run_dir, tmp_path / "export")
-    merged = AutoModelForCausalLM.from_pretrained(paths["merged"]).eval()
-    loaded = load_student(resolve_student(result.run_dir), device=torch.device("cpu"), precision=FP32, merge=False)
-    adapted, tokenizer = loaded.model, loaded.tokenizer
+    exported = export_student(result.run_dir, tmp_path / "export")
+    merged = AutoModelForCausalLM.from_pretrained(exported.merged).eval()
+    adapted, tokenizer, _, _ = load_trained(result.run_dir, device=torch.device("cpu"), precision=FP32)
     ids = torch.tensor([tokenizer.encode("print('hello')")])
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
@@ -200,3 +198,16 @@ def test_two_processes_with_gloo(dataset, tiny_student, tmp_path, monkeypatch):
     done = json.loads((run_dir / "DONE").read_text())
     first, second = done["weights_sha256_by_rank"]
     assert first == second  # the same weights on both ranks
+
+
+@settings(max_examples=50, deadline=None)
+@given(ids=st.lists(st.text("0123456789abcdef", min_size=12, max_size=12), min_size=2, max_size=20, unique=True),
+       fraction=st.floats(0.01, 0.99))
+def test_a_hold_out_keeps_one_row_on_each_side(ids, fraction):
+    """With two rows or more and an eval fraction, `shake eval` has a held-out row and training a row."""
+    from trainer.data import Example, split
+
+    examples = [Example(i, [1], [2], None, None) for i in ids]
+    train, held = split(examples, fraction)
+    assert held and train and sorted(e.row_id for e in train + held) == sorted(ids)
+    assert {e.row_id for e in split(list(reversed(examples)), fraction)[1]} == {e.row_id for e in held}  # order-free

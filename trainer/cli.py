@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from trainer.config import add_arguments, from_args
@@ -21,6 +22,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run name (under DATA/runs) or run directory")
     p.add_argument("--generate", action="store_true", help="generate a script per held-out row and run it")
     p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--scoreboard", action="store_true",
+                   help="replay the held-out steps with the student, the base model and the teacher as the worker; "
+                        "writes RUN/scoreboard.json")
+    p.add_argument("--max-steps", type=int, default=0, help="with --scoreboard: at most N held-out steps (0: all)")
     p.set_defaults(func=cmd_eval)
 
     student = sub.add_parser("student", help="the trained student").add_subparsers(dest="student_cmd", required=True)
@@ -37,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.recipe import train
 
     stop = args.stop_file
-    result = train(from_args(args), load_config().data_dir,
+    # the progress bar is for a person at a terminal; piped or captured, the lines below say it all
+    result = train(from_args(args), load_config().data_dir, progress=sys.stderr.isatty(),
                    should_stop=(lambda step: stop.exists()) if stop else None)
     if os.environ.get("RANK", "0") == "0":  # one summary for a multi-process run
         print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
@@ -47,11 +53,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.student.runs import resolve_run
-    from trainer.evaluate import evaluate
+    from trainer.evaluate import evaluate, resolve_run
 
     config = load_config()
-    result = evaluate(resolve_run(args.run, config.data_dir).path, generate=args.generate,
+    if args.scoreboard:
+        from trainer.scoreboard import scoreboard
+
+        if args.max_steps < 0 or args.max_new_tokens < 1:
+            from engine.errors import InputError
+
+            raise InputError("--max-steps must be >= 0 and --max-new-tokens >= 1")
+        run_dir = resolve_run(args.run, config.data_dir)
+        board = scoreboard(run_dir, config, max_new_tokens=args.max_new_tokens, max_steps=args.max_steps)
+        print("\n".join(board.lines()))
+        print(f"written to {run_dir / 'scoreboard.json'}")
+        return 0
+    result = evaluate(resolve_run(args.run, config.data_dir), generate=args.generate,
                       max_new_tokens=args.max_new_tokens, runner=config.runner)
     print(json.dumps(result, indent=1))
     return 0
@@ -59,11 +76,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_student_export(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.student.runs import resolve_run
+    from engine.inputs import check_output
+    from trainer.evaluate import resolve_run
     from trainer.export import export_student
 
-    paths = export_student(resolve_run(args.run, load_config().data_dir).path, args.out, ollama=args.ollama,
-                           gguf=args.gguf)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    check_output(args.out, directory=True)
+    exported = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
+                              gguf=args.gguf)
+    print("\n".join(exported.lines()))
     return 0

@@ -18,9 +18,13 @@ class TrainConfig:
     run_dir: str = opt("", "explicit run directory (overrides --name)")
     resume: bool = opt(False, "continue the run from its newest complete checkpoint")
     seed: int = opt(0, "seed for data order, LoRA init and dropout")
+    init_from: str = opt("", "start from a previous run (name or directory: its adapter), an exported adapter "
+                             "or a merged model directory, instead of the base student")
     # -- data --------------------------------------------------------------------------------
-    eval_fraction: float = opt(0.1, "share of rows held out for `shake eval` (by row id hash)")
+    eval_fraction: float = opt(0.1, "share of steps held out for `shake eval` (whole steps, by a hash of the step)")
     max_length: int = opt(2048, "prompt + response tokens; longer rows are skipped with a warning")
+    skip_bad: bool = opt(False, "leave out data files that are not valid session files (each is named) instead of "
+                         "stopping")
     # -- student -----------------------------------------------------------------------------
     student: str = opt("", "Hugging Face model directory or .gguf file (default: bundled SmolLM2-135M-Instruct)")
     load_in_4bit: str = opt("auto", "nf4 4-bit base (QLoRA): auto = on for CUDA, off for CPU; or on / off")
@@ -39,6 +43,9 @@ class TrainConfig:
     kd_temperature: float = opt(1.0, "softening temperature for the KD term (scaled by T^2)")
     kd_renormalize: bool = opt(False, "renormalize over the teacher's top-k instead of keeping a tail bucket")
     no_kd: bool = opt(False, "ignore teacher log-probabilities: hard-label NLL + λ·OR (plain ORPO)")
+    kd_other_prompt: bool = opt(False, "also use soft labels a teacher computed under another prompt than the row's "
+                                "(a later cycle's instruction; Ollama and OpenAI teachers cannot re-score): by "
+                                "default such rows train on the NLL of the chosen")
     loss_chunk: int = opt(256, "response positions per chunk when computing full-vocabulary logits")
     # -- optimisation ------------------------------------------------------------------------
     lr: float = opt(2e-4, "peak learning rate (AdamW)")

@@ -10,6 +10,7 @@ belongs to.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from engine.store import Snapshot
+from engine.store.schema import Row
+from engine.teachers.base import ModelIdentity
 from trainer.align import AlignedKD, StudentVocab, align
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
@@ -25,6 +28,7 @@ from trainer.errors import TrainError
 @dataclass
 class Example:
     row_id: str
+    step_key: str  # "<session>:<step index>": the rows of one step share their prompt and chosen
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int] | None
@@ -37,6 +41,7 @@ class DataReport:
     skipped_too_long: int = 0
     longest_skipped: int = 0
     with_logprobs: int = 0
+    other_prompt: int = 0  # rows whose soft labels were computed under another prompt (NLL unless --kd-other-prompt)
     aligned_tokens: int = 0
     chosen_tokens_with_logprobs: int = 0
     modes: dict[str, int] = field(default_factory=dict)
@@ -66,9 +71,10 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
     examples: list[Example] = []
     for row in snapshot.rows:
         report.rows += 1
-        p_ids = prompt_ids(tokenizer, row["prompt"]["messages"])
-        c_ids = response_ids(tokenizer, row["chosen"]["text"])
-        r_ids = response_ids(tokenizer, row["rejected"]["text"]) + [eos] if row.get("rejected") else None
+        p_ids = prompt_ids(tokenizer, row.prompt.chat())
+        c_ids = response_ids(tokenizer, row.chosen.text)
+        # With λ = 0 a rejected answer adds nothing to the gradient: leave it out of the forward pass.
+        r_ids = response_ids(tokenizer, row.rejected.text) + [eos] if row.rejected and cfg.lam > 0 else None
         longest = len(p_ids) + max(len(c_ids) + 1, len(r_ids or []))
         if longest > cfg.max_length:
             report.skipped_too_long += 1
@@ -76,13 +82,17 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
             continue
         kd = None
         teacher = None if cfg.no_kd else snapshot.logprobs(row)
+        if teacher is not None and not row.soft_labels_match_prompt:
+            report.other_prompt += 1
+            if not cfg.kd_other_prompt:
+                teacher = None
         if teacher is not None and len(teacher):
             kd = align(teacher, c_ids, vocab)
             report.with_logprobs += 1
             report.aligned_tokens += int(kd.mask.sum())
             report.chosen_tokens_with_logprobs += len(c_ids)
             report.modes[kd.mode] = report.modes.get(kd.mode, 0) + 1
-        examples.append(Example(row["row_id"], p_ids, c_ids + [eos], r_ids, kd))
+        examples.append(Example(row.row_id, step_key(row), p_ids, c_ids + [eos], r_ids, kd))
     if not examples:
         raise TrainError(
             f"all {report.rows} rows are longer than --max-length {cfg.max_length} "
@@ -97,16 +107,66 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
     return examples, report
 
 
-def split(examples: list[Example], eval_fraction: float) -> tuple[list[Example], list[Example]]:
-    """Deterministic hold-out by row id, so that the split never depends on row order."""
-    def bucket(ex: Example) -> float:
-        return int(hashlib.sha256(ex.row_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+def step_key(row: Row) -> str:
+    """The step a row belongs to. Every row of a step (its worker rows and the planner's, lead's and
+    analyzer's side-chain rows) lands on the same side of the split."""
+    return f"{row.session_id}:{row.step_index}"
 
-    held = [ex for ex in examples if bucket(ex) < eval_fraction]
-    train = [ex for ex in examples if bucket(ex) >= eval_fraction]
+
+def split(examples: list[Example], eval_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """Hold out whole steps, never single rows: the rows of one step share their prompt and chosen, so
+    a split by row would measure held-out loss on text the student trained on.
+
+    A step is held out when its seeded hash falls below `eval_fraction`: stable whatever the row order
+    and whatever other steps exist. Two corrections for small datasets: with `eval_fraction > 0` and at
+    least two steps, at least one step is held out (the one with the lowest hash) and at least one is
+    trained on (the highest).
+    """
+    def bucket(key: str) -> float:
+        return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    keys = sorted({ex.step_key for ex in examples}, key=bucket)
+    held_keys = {k for k in keys if bucket(k) < eval_fraction}
+    if eval_fraction > 0 and len(keys) >= 2:
+        held_keys.add(keys[0])
+        held_keys.discard(keys[-1])
+    held = [ex for ex in examples if ex.step_key in held_keys]
+    train = [ex for ex in examples if ex.step_key not in held_keys]
     if not train:
         train, held = examples, []
     return train, held
+
+
+@dataclass(frozen=True)
+class HeldOutStep:
+    """One held-out worker step: the prompt its rows share and the script the user accepted."""
+
+    step_key: str
+    messages: list[dict]  # the worker's first-cycle prompt
+    instruction: str
+    start_script: str  # the script the prompt showed
+    chosen_text: str
+    chosen_script: str
+    chosen_teacher: ModelIdentity | None  # who wrote the accepted output (None: the user's own edit)
+    rows: int  # worker rows of the step in the held-out set
+
+
+def held_out_steps(rows: list[Row], held: list[Example]) -> list[HeldOutStep]:
+    """The worker steps among the held-out examples, one per step (a step has a row per rejected
+    answer, all with the same prompt and chosen). Planner, lead and analyzer rows are not steps a
+    script can be generated for, so they are left out."""
+    by_id = {row.row_id: row for row in rows}
+    steps: dict[str, HeldOutStep] = {}
+    counts: dict[str, int] = {}
+    for ex in held:
+        row = by_id[ex.row_id]
+        if not row.is_worker:
+            continue
+        counts[ex.step_key] = counts.get(ex.step_key, 0) + 1
+        if ex.step_key not in steps:
+            steps[ex.step_key] = HeldOutStep(ex.step_key, row.prompt.chat(), row.prompt.instruction, row.prompt.script,
+                                             row.chosen.text, row.chosen.script, row.chosen.teacher, 0)
+    return [dataclasses.replace(step, rows=counts[key]) for key, step in steps.items()]
 
 
 @dataclass

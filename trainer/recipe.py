@@ -16,6 +16,7 @@ complete checkpoint (adapter, optimizer, scheduler, RNG) and replays the same da
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -33,11 +34,12 @@ from engine.store.atomic import atomic_write_text
 from engine.student.precision import resolve_precision
 from engine.student.runs import RunDir
 from trainer import allocator
-from trainer.checkpoint import restore, save_checkpoint
+from trainer.checkpoint import load_adapter_weights, restore, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, Example, build_examples, collate, split
 from trainer.distributed import Dist, init_distributed, weights_digest
 from trainer.errors import TrainError
+from trainer.init_from import resolve_init
 from trainer.loss import KDOptions, LossParts, dorpo_loss, response_token_terms
 from trainer.student import (add_lora, compute_context, decoder_and_head, load_base_model, load_tokenizer,
                              resolve_device, use_4bit)
@@ -162,7 +164,7 @@ def train(
         ddp.close()
 
 
-def _prepare_run(cfg: TrainConfig, data_dir: Path, run: RunDir) -> TrainConfig:
+def _prepare_run(cfg: TrainConfig, data_dir: Path, run: RunDir, log) -> TrainConfig:
     """Rank 0: check or create the run directory and freeze the dataset snapshot."""
     if cfg.resume:
         if not run.started:
@@ -175,9 +177,16 @@ def _prepare_run(cfg: TrainConfig, data_dir: Path, run: RunDir) -> TrainConfig:
         return cfg
     if run.path.exists() and any(run.path.iterdir()):
         raise TrainError(f"{run.path} already holds a run; pass --resume to continue it, or another --name")
+    init = resolve_init(cfg, data_dir)  # a bad --init-from is refused before anything is written
+    if init is not None:
+        cfg = dataclasses.replace(cfg, student=init.student)  # a merged model becomes the base
     run.path.mkdir(parents=True, exist_ok=True)
-    with DatasetStore(data_dir, writable=False) as store:
+    with DatasetStore(data_dir, writable=False, skip_bad=cfg.skip_bad) as store:
         info = store.snapshot(run.snapshot)
+    for bad in info.bad_files:
+        log(f"warning: skipped {bad.path}: {bad.problem}")
+    if info.excluded:
+        log(f"left out {info.excluded} row(s) the user excluded")
     atomic_write_text(run.config, json.dumps(cfg.to_dict(), indent=1))
     atomic_write_text(run.run_info, json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
     return cfg
@@ -189,7 +198,7 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     problem = None
     if ddp.main:
         try:
-            cfg = _prepare_run(cfg, data_dir, run)
+            cfg = _prepare_run(cfg, data_dir, run, log)
         except TrainError as err:
             problem = str(err)
     problem, cfg = ddp.broadcast((problem, cfg))
@@ -211,6 +220,9 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     train_ex, eval_ex = split(examples, cfg.eval_fraction)
     updates_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    if report.other_prompt:
+        use = "used (--kd-other-prompt)" if cfg.kd_other_prompt else "not used: NLL on those chosen"
+        log(f"{report.other_prompt} rows carry soft labels computed under another prompt than theirs; {use}")
     log(f"rows: {len(train_ex)} train, {len(eval_ex)} held out; soft labels on {report.with_logprobs} rows, "
         f"aligned share {report.aligned_share:.1%}; {total_steps} steps on {device.type}"
         f"{' with a 4-bit base (QLoRA)' if four_bit else ''}; {precision.name} ({precision.reason})")
@@ -221,6 +233,10 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
         base_model = load_base_model(cfg.student, device=device, dtype=precision.dtype, four_bit=four_bit)
         allocator.trim()
     model = add_lora(base_model, cfg)
+    init = resolve_init(cfg, data_dir)
+    if init is not None and init.adapter is not None:
+        load_adapter_weights(model, init.adapter)  # --init-from: continue the previous adapter
+        log(f"starting from the adapter in {init.adapter}")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -248,7 +264,8 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=start_step, desc="dorpo", unit="step", file=sys.stderr, dynamic_ncols=True,
+                   disable=False)  # shake's own bar, whatever TQDM_DISABLE says (engine/logs.py)
     run_state = {"snapshot_sha256": snapshot.sha256, "total_steps": total_steps}
     last: dict = {}
     metrics_file = metrics_path.open("a", encoding="utf-8") if ddp.main else None

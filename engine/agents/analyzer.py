@@ -64,3 +64,11 @@ def parse_classification(generation: Generation, feedback: str) -> Classificatio
     if label is None:
         return Classification("further_edit", "default", feedback, generation.text)
     return Classification(label, "analyzer", feedback, generation.text)
+
+
+_LABEL_ANSWER = {"accepted": "ACCEPTED", "redo": "REDO", "further_edit": "EDIT"}
+
+
+def label_answer(label: str) -> str:
+    """The analyzer's answer that names `label`, as the prompt asks for it (a hard label for the dataset)."""
+    return _LABEL_ANSWER[label]

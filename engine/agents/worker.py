@@ -24,3 +24,9 @@ def worker_messages(instruction: str, script: str) -> list[Message]:
 def parse_answer(generation: Generation) -> WorkerAnswer:
     """Raises `OutputFormatError` with the reason when the answer has no single whole script."""
     return parse_worker_output(generation.text)
+
+
+def answer_text(reasoning: str, script: str) -> str:
+    """An answer in the worker's format (what the student learns to write), e.g. for a user's own edit."""
+    body = script if script.endswith("\n") else script + "\n"
+    return f"REASONING: {reasoning}\n```python\n{body}```\n"

@@ -1,5 +1,12 @@
-"""The DORPO dataset store: rows, session state and log-probability blobs (see `store.py`)."""
+"""The DORPO dataset store: typed rows and session state (`schema.py`), on disk (`store.py`)."""
 
-from engine.store.store import DatasetStats, DatasetStore, Snapshot, SnapshotInfo, REJECTED_KINDS
+from engine.store.store import (
+    REJECTED_KINDS,
+    BadFile,
+    DatasetStats,
+    DatasetStore,
+    Snapshot,
+    SnapshotInfo,
+)
 
-__all__ = ["DatasetStats", "DatasetStore", "Snapshot", "SnapshotInfo", "REJECTED_KINDS"]
+__all__ = ["BadFile", "DatasetStats", "DatasetStore", "Snapshot", "SnapshotInfo", "REJECTED_KINDS"]

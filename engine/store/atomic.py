@@ -68,12 +68,15 @@ class AtomicJSONStorage(Storage):
         if self._cache is None:
             if not self.path.exists():
                 return None
-            raw = self.path.read_bytes()
+            try:
+                raw = self.path.read_bytes()
+            except OSError as err:
+                raise StoreError(f"{self.path} cannot be read: {err.strerror or err}") from None
             if not raw.strip():
                 return None
             try:
                 self._cache = json.loads(raw)
-            except json.JSONDecodeError as err:
+            except ValueError as err:  # not JSON, or not UTF-8
                 raise StoreError(f"{self.path} is not valid JSON ({err}); it was not written by shake's store") from None
         return copy.deepcopy(self._cache)
 

@@ -1,80 +1,149 @@
-"""Export the dataset in the column layout TRL's ORPO/DPO trainers read.
+"""Export the dataset for other trainers: TRL's preference layout, and Axolotl's KD layout.
 
-Columns: `prompt` (chat messages), `chosen` and `rejected` (one assistant message each, the
-conversational format TRL accepts), plus `chosen_logprobs` (token log-probabilities, JSON-safe),
+**TRL** (`jsonl`, `parquet`, `--hf`): `prompt` (chat messages), `chosen` and `rejected` (one assistant
+message each, the conversational format TRL's ORPO/DPO trainers read), plus `chosen_logprobs` (token
+log-probabilities, JSON-safe), `logprobs_match_prompt` (were they computed under this prompt), `agent`,
 `rejected_kind` and provenance columns. Rows whose step was never accepted have no `chosen` and are
-left out; `paired_only` also leaves out rows without a `rejected` (what ORPO/DPO need).
+left out, and so are rows the user excluded (counted in the report); `paired_only` also leaves out rows
+without a `rejected` (what ORPO/DPO need).
+
+**Axolotl** (`axolotl`): the dataset type `axolotl.integrations.kd.chat_template` of Axolotl's KD plugin
+(`src/axolotl/integrations/kd/chat_template.py`, `ChatTemplateStrategyWithKD`): one record per accepted
+step, `messages` = the prompt plus the chosen as the assistant turn, and `logprobs` = one list per
+position of `{"token": "token_id:<id>", "logprob": x}` entries (the teacher's top-k). The plugin puts
+these on the *last* `len(logprobs)` positions of the tokenized conversation (`input_padding_len =
+len(input_ids) - len(logprobs)`), so after the response's own positions come one-hot rows for the
+tokens the student's chat template adds after an assistant turn. Token ids must index the student's
+vocabulary: only soft labels with ids that spell the same bytes in the student's tokenizer, computed
+under the row's prompt, are exported; the report counts the rest.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from engine.errors import InputError
 from engine.store.atomic import atomic_write_text
+from engine.store.codec import encode
+from engine.store.schema import Row
 from engine.store.store import DatasetStore
 
-FORMATS = ("jsonl", "parquet")
+FORMATS = ("jsonl", "parquet", "axolotl")
 
 
-def export_records(store: DatasetStore, *, paired_only: bool = False) -> list[dict[str, Any]]:
-    records = []
+@dataclass
+class ExportReport:
+    rows: int
+    excluded: int = 0
+    without_soft_labels: int = 0  # axolotl: steps left out (no usable soft labels)
+
+
+def _rows(store: DatasetStore) -> tuple[list[Row], int]:
+    rows, excluded = [], 0
     for row in store.rows():
-        chosen = row.get("chosen")
-        rejected = row.get("rejected")
-        if not chosen or (paired_only and not rejected):
+        if row.chosen is None:
             continue
-        lp = chosen.get("logprobs")
+        if row.excluded is not None:
+            excluded += 1
+            continue
+        rows.append(row)
+    return rows, excluded
+
+
+def export_records(store: DatasetStore, *, paired_only: bool = False) -> tuple[list[dict[str, Any]], int]:
+    rows, excluded = _rows(store)
+    records = []
+    for row in rows:
+        chosen, rejected = row.chosen, row.rejected
+        if paired_only and rejected is None:
+            continue
+        lp = chosen.logprobs
         records.append(
             {
-                "prompt": row["prompt"]["messages"],
-                "chosen": [{"role": "assistant", "content": chosen["text"]}],
-                "rejected": [{"role": "assistant", "content": rejected["text"]}] if rejected else None,
-                "chosen_logprobs": store.get_logprobs(lp["blob"]).to_json() if lp else None,
-                "rejected_kind": rejected["kind"] if rejected else None,
-                "session_id": row["session_id"],
-                "step_index": row["step_index"],
-                "row_id": row["row_id"],
-                "chosen_teacher": chosen.get("teacher"),
-                "rejected_teacher": rejected.get("teacher") if rejected else None,
+                "prompt": row.prompt.chat(),
+                "chosen": [{"role": "assistant", "content": chosen.text}],
+                "rejected": [{"role": "assistant", "content": rejected.text}] if rejected else None,
+                "chosen_logprobs": store.get_logprobs(lp.blob).to_json() if lp else None,
+                "logprobs_match_prompt": row.soft_labels_match_prompt,
+                "agent": row.agent.value,
+                "rejected_kind": rejected.kind.value if rejected else None,
+                "session_id": row.session_id,
+                "step_index": row.step_index,
+                "row_id": row.row_id,
+                "chosen_teacher": encode(chosen.teacher),
+                "chosen_origin": chosen.origin.value,
+                "logprobs_scorer": encode(lp.scorer) if lp else None,
+                "rejected_teacher": encode(rejected.teacher) if rejected else None,
             }
         )
-    return records
+    return records, excluded
 
 
-def export_dataset(store: DatasetStore, out: Path, fmt: str = "jsonl", *, paired_only: bool = False) -> int:
-    if fmt not in FORMATS:
-        raise InputError(f"unknown export format '{fmt}'; use one of: {', '.join(FORMATS)}")
+def _check_out(out: Path) -> Path:
     out = Path(out)
     if out.is_dir():
         raise InputError(f"{out} is a directory; --out takes a file name")
     if not out.parent.exists():
         raise InputError(f"the directory {out.parent} does not exist")
-    records = export_records(store, paired_only=paired_only)
-    if fmt == "jsonl":
-        body = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records)
-        atomic_write_text(out, body)
+    return out
+
+
+def jsonl_lines(records: list[dict[str, Any]]) -> Iterator[str]:
+    """One JSON object per line, the layout `datasets.load_dataset("json", ...)` and TRL read as it is."""
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(jsonl_lines(records))
+
+
+def export_dataset(store: DatasetStore, out: Path | None, fmt: str = "jsonl", *, paired_only: bool = False,
+                   tokenizer=None, stdout: TextIO | None = None) -> ExportReport:
+    """Write the export to `out`, or JSONL to `stdout` when `out` is None."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format '{fmt}'; use one of: {', '.join(FORMATS)}")
+    if fmt == "axolotl":
+        if tokenizer is None:
+            raise InputError("the axolotl format needs the student's tokenizer (--student)")
+        records, report = axolotl_records(store, tokenizer)
     else:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InputError("Parquet export needs pyarrow: pip install pyarrow (JSONL needs nothing)") from None
-        # Nested, variable columns go in as JSON strings so that every row shares one schema.
-        flat = [
-            {k: (json.dumps(v) if isinstance(v, (list, dict)) or v is None and k != "rejected_kind" else v)
-             for k, v in r.items()}
-            for r in records
-        ]
-        tmp = out.with_name(f".{out.name}.tmp")
-        pq.write_table(pa.Table.from_pylist(flat), tmp)
-        tmp.replace(out)
-    return len(records)
+        records, excluded = export_records(store, paired_only=paired_only)
+        report = ExportReport(len(records), excluded)
+    if out is None:
+        if fmt == "parquet":
+            raise InputError("Parquet is binary: give --out FILE (JSONL can go to standard output)")
+        stream = stdout or sys.stdout
+        for line in jsonl_lines(records):
+            stream.write(line)
+        stream.flush()
+        return report
+    out = _check_out(out)
+    if fmt != "parquet":
+        atomic_write_text(out, _jsonl(records))
+        return report
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("Parquet export needs pyarrow: pip install pyarrow (JSONL needs nothing)") from None
+    # Nested, variable columns go in as JSON strings so that every row shares one schema.
+    flat = [
+        {k: (json.dumps(v) if isinstance(v, (list, dict)) or v is None and k not in ("rejected_kind",) else v)
+         for k, v in r.items()}
+        for r in records
+    ]
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(flat), tmp)
+    tmp.replace(out)
+    return report
 
 
-def export_hf(store: DatasetStore, out: Path, *, paired_only: bool = False) -> int:
+def export_hf(store: DatasetStore, out: Path, *, paired_only: bool = False) -> ExportReport:
     """The same records as a Hugging Face `datasets` directory (`Dataset.save_to_disk`)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -83,8 +152,61 @@ def export_hf(store: DatasetStore, out: Path, *, paired_only: bool = False) -> i
         from datasets import Dataset
     except ImportError:
         raise InputError("--hf needs the `datasets` package: pip install datasets") from None
-    records = export_records(store, paired_only=paired_only)
+    records, excluded = export_records(store, paired_only=paired_only)
     if not records:
         raise InputError("the dataset has no complete rows to export yet")
     Dataset.from_list(records).save_to_disk(str(out))
-    return len(records)
+    return ExportReport(len(records), excluded)
+
+
+def axolotl_records(store: DatasetStore, tokenizer) -> tuple[list[dict[str, Any]], ExportReport]:
+    from engine.tokens import StudentVocab
+
+    vocab = StudentVocab(tokenizer)
+    rows, excluded = _rows(store)
+    seen: set[tuple[str, int, str]] = set()
+    records, without = [], 0
+    for row in rows:
+        key = (row.session_id, row.step_index, row.agent.value if not row.is_worker else "worker")
+        if row.is_worker and key in seen:  # the worker rows of a step share one prompt and chosen
+            continue
+        seen.add(key)
+        lp = row.chosen.logprobs
+        teacher = store.get_logprobs(lp.blob) if lp and lp.has_ids and row.soft_labels_match_prompt else None
+        positions = _positions(teacher, row, tokenizer, vocab) if teacher is not None else None
+        if positions is None:
+            without += 1
+            continue
+        messages = row.prompt.chat() + [{"role": "assistant", "content": row.chosen.text}]
+        records.append({"messages": messages, "logprobs": positions, "session_id": row.session_id,
+                        "step_index": row.step_index, "agent": row.agent.value})
+    return records, ExportReport(len(records), excluded, without)
+
+
+def _positions(teacher, row: Row, tokenizer, vocab) -> list[list[dict[str, Any]]] | None:
+    """The teacher's top-k per response token, then one-hot rows for the template's closing tokens;
+    None when the teacher's ids do not spell the same bytes in the student's vocabulary."""
+    import math
+
+    for i in range(len(teacher)):
+        tid = int(teacher.token_ids[i])
+        if not 0 <= tid < vocab.size or vocab.pieces[tid] != teacher.token_bytes[i]:
+            return None
+    prompt = row.prompt.chat()
+    full = _ids(tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": row.chosen.text}],
+                                              tokenize=True))
+    head = _ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
+    response = list(teacher.token_ids)
+    if full[: len(head)] != head or full[len(head): len(head) + len(response)] != response:
+        return None  # the student's tokenizer cuts the text differently: ids cannot carry over
+    rows = []
+    for i in range(len(teacher)):
+        rows.append([{"token": f"token_id:{int(t)}", "logprob": float(v)}
+                     for t, v in zip(teacher.top_ids[i], teacher.top_logprobs[i]) if t >= 0 and math.isfinite(v)])
+    for tok in full[len(head) + len(response):]:
+        rows.append([{"token": f"token_id:{int(tok)}", "logprob": 0.0}])
+    return rows
+
+
+def _ids(out) -> list[int]:
+    return list(out["input_ids"]) if isinstance(out, dict) or hasattr(out, "keys") else list(out)

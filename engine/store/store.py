@@ -3,23 +3,20 @@
 Layout of the data directory::
 
     .lock                       held by the one process that may write
-    sessions/<session_id>.json  a TinyDB file: table "state" (one document) and table "rows"
+    sessions/<session_id>.json  the session's state and its rows (tables meta, state, rows; `schema.py`)
+    sessions/.backups/          rotating copies of each session file
     blobs/<ab>/<sha256>.npz     token log-probabilities, content-addressed, written once
 
 Rows are sharded by session: an insert rewrites only its own session's file, so appending a row costs
 the same whether the dataset holds a hundred rows or a hundred thousand. Log-probability arrays live in
-blobs outside the JSON, and every write is atomic (see `atomic.py`).
+blobs outside the JSON, and every write is atomic (see `atomic.py`), which is also what lets readers
+work beside the writer: a reader (`writable=False`) takes no lock and always sees a whole file, old or
+new.
 
-A row (JSON)::
-
-    row_id, session_id, step_index, step, cycle, created_at, updated_at
-    prompt:   {messages: [chat messages sent to the worker in the step's first cycle], instruction, script}
-    rejected: null | {kind: error|redo|further_edit, text, reasoning, script, error, feedback,
-                      teacher: {...identity}, sampling: {...}, cycle, created_at}
-    chosen:   null | {text, reasoning, script, teacher, sampling, cycle, created_at,
-                      logprobs: null | {blob, n_tokens, k, has_ids, source}}
-    agent:    absent for the worker's rows; "planner" | "lead" | "analyzer" for side-chain rows, whose
-              prompt is that agent's messages and whose chosen is the teacher's answer the engine used
+The records and their rules are in `schema.py`; this module only stores them. Every file is checked
+when read: a file that is not a session file is named with what is wrong and stops the command, unless
+the caller asked to skip bad files (`skip_bad=True`), in which case it is left out and reported in
+`bad_files`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -32,17 +29,27 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from tinydb import TinyDB
-
-from engine.errors import StoreError, StoreLocked
+from engine.errors import BadDataFile, StoreError, StoreLocked
 from engine.logprobs import TokenLogprobs
 from engine.store.atomic import AtomicJSONStorage, atomic_write_bytes, atomic_write_text
+from engine.store.codec import SchemaError
+from engine.store.schema import (
+    Chosen,
+    Exclusion,
+    RejectedKind,
+    Row,
+    SessionFile,
+    SessionState,
+    parse_session_file,
+    session_file_json,
+    worker_rows_of_step,
+)
 
-REJECTED_KINDS = ("error", "redo", "further_edit", "student")
+REJECTED_KINDS = tuple(k.value for k in RejectedKind)
 BACKUPS_KEPT = 3  # rotating copies of each session file, in sessions/.backups/
 BACKUP_EVERY = 50  # writes to a session file between backups (and one before its first write)
 
@@ -59,14 +66,22 @@ def new_id() -> str:
 class DatasetStats:
     sessions: int
     rows: int
-    complete_rows: int  # rows with a chosen (trainable)
-    pending_rows: int  # rejected rows whose step is not accepted yet
+    complete_rows: int  # rows with a chosen
+    pending_rows: int  # rows whose step is not accepted yet
     with_rejected: int
     with_logprobs: int
+    excluded_rows: int
     by_kind: dict[str, int]
+    by_agent: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return {**self.__dict__}
+
+
+@dataclass
+class BadFile:
+    path: Path
+    problem: str
 
 
 @dataclass
@@ -74,6 +89,8 @@ class SnapshotInfo:
     path: Path
     sha256: str
     rows: int
+    excluded: int = 0
+    bad_files: list[BadFile] = field(default_factory=list)
 
 
 class BlobStore:
@@ -105,14 +122,17 @@ class BlobStore:
 
 
 class DatasetStore:
-    """One data directory. Open with `writable=True` (the default) from exactly one process."""
+    """One data directory. Open with `writable=True` (the default) from exactly one process; any number
+    of readers (`writable=False`) may work beside it."""
 
-    def __init__(self, data_dir: Path, *, writable: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, writable: bool = True, skip_bad: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.writable = writable
+        self.skip_bad = skip_bad
+        self.bad_files: dict[str, BadFile] = {}  # files left out, when skip_bad is on
         self.sessions_dir = self.data_dir / "sessions"
         self.blobs = BlobStore(self.data_dir / "blobs")
-        self._dbs: dict[str, TinyDB] = {}
+        self._files: dict[str, tuple[tuple[int, int], SessionFile]] = {}
         self._writes: dict[str, int] = {}
         self._lock_fd: int | None = None
         if writable:
@@ -123,8 +143,9 @@ class DatasetStore:
                 raise StoreError(f"cannot create the data directory {self.data_dir}: {err.strerror}") from None
             self._acquire_lock()
             self._sweep_temp_files()
-        elif not self.data_dir.exists():
-            raise StoreError(f"no dataset at {self.data_dir} (set SHAKE_DATA or run a session first)")
+        elif self.data_dir.exists() and not self.data_dir.is_dir():
+            raise StoreError(f"the data directory {self.data_dir} is not a directory")
+        # a reader of a directory that does not exist yet sees an empty dataset
 
     # -- process lock -------------------------------------------------------------------------
     def _acquire_lock(self) -> None:
@@ -155,7 +176,7 @@ class DatasetStore:
         write to it, and every BACKUP_EVERY writes after."""
         count = self._writes.get(session_id, 0)
         self._writes[session_id] = count + 1
-        source = self.sessions_dir / f"{session_id}.json"
+        source = self._path(session_id)
         if count % BACKUP_EVERY or not source.exists():
             return
         folder = self.sessions_dir / ".backups"
@@ -167,9 +188,7 @@ class DatasetStore:
         atomic_write_bytes(folder / f"{session_id}.json.1", source.read_bytes())
 
     def close(self) -> None:
-        for db in self._dbs.values():
-            db.close()
-        self._dbs.clear()
+        self._files.clear()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -181,107 +200,170 @@ class DatasetStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- shards -------------------------------------------------------------------------------
-    def _db(self, session_id: str) -> TinyDB:
-        if session_id not in self._dbs:
-            if not session_id or "/" in session_id or session_id.startswith("."):
-                raise StoreError(f"bad session id {session_id!r}")
-            self._dbs[session_id] = TinyDB(self.sessions_dir / f"{session_id}.json", storage=AtomicJSONStorage)
-        return self._dbs[session_id]
+    # -- session files ------------------------------------------------------------------------
+    def _path(self, session_id: str) -> Path:
+        if not session_id or "/" in session_id or session_id.startswith(".") or "\x00" in session_id:
+            raise StoreError(f"bad session id {session_id!r}")
+        return self.sessions_dir / f"{session_id}.json"
+
+    def _read(self, session_id: str) -> SessionFile:
+        """The session file, checked; cached until the file changes on disk."""
+        path = self._path(session_id)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            known = ", ".join(self.session_ids()[-5:]) or "none"
+            raise StoreError(f"no session '{session_id}' in {self.data_dir} (recent: {known})") from None
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._files.get(session_id)
+        if cached and (self.writable or cached[0] == key):
+            return cached[1]
+        try:
+            raw = AtomicJSONStorage(path).read()
+            if raw is None:
+                raise SchemaError(f"{path}: the file is empty")
+            parsed = parse_session_file(raw, str(path))
+        except (SchemaError, StoreError) as err:
+            raise BadDataFile(str(err)) from None
+        self._files[session_id] = (key, parsed)
+        return parsed
+
+    def _write(self, session_id: str, state: SessionState, rows: dict[str, Row]) -> None:
+        self._require_writable()
+        self._backup(session_id)
+        path = self._path(session_id)
+        storage = AtomicJSONStorage(path)
+        storage.write(session_file_json(state, rows))
+        st = path.stat()
+        self._files[session_id] = ((st.st_mtime_ns, st.st_size), SessionFile(2, state, rows))
 
     def _require_writable(self) -> None:
         if not self.writable:
             raise StoreError("this store was opened read-only")
 
-    def _transaction(self, session_id: str, mutate) -> Any:
-        """Apply `mutate(data)` to the shard's raw TinyDB document and write it once, atomically."""
-        self._require_writable()
-        self._backup(session_id)
-        db = self._db(session_id)
-        data = db.storage.read() or {}
-        data.setdefault("state", {})
-        data.setdefault("rows", {})
-        result = mutate(data)
-        db.storage.write(data)
-        db.clear_cache()
-        return result
-
     def session_ids(self) -> list[str]:
+        """Every `*.json` in sessions/, oldest first (a stray file shows up here and is reported when read)."""
         if not self.sessions_dir.exists():
             return []
         files = sorted((p for p in self.sessions_dir.glob("*.json") if not p.name.startswith(".")),
-                       key=lambda p: p.stat().st_mtime)
+                       key=lambda p: (p.stat().st_mtime, p.name))
         return [p.stem for p in files]
 
+    def readable_session_ids(self) -> list[str]:
+        """The session ids whose files read cleanly; a bad one raises unless the store skips bad files."""
+        good = []
+        for sid in self.session_ids():
+            try:
+                self._read(sid)
+            except BadDataFile as err:
+                if not self.skip_bad:
+                    raise BadDataFile(f"{err}; move the file away, or add --skip-bad to leave it out") from None
+                self.bad_files[sid] = BadFile(self._path(sid), str(err))
+                continue
+            good.append(sid)
+        return good
+
     # -- session state ------------------------------------------------------------------------
-    def create_session(self, state: dict[str, Any]) -> str:
-        session_id = state.get("session_id") or new_id()
-        if (self.sessions_dir / f"{session_id}.json").exists():
+    def create_session(self, state: SessionState) -> str:
+        session_id = state.session_id or new_id()
+        if self._path(session_id).exists():
             raise StoreError(f"session {session_id} already exists")
-        state = {**state, "session_id": session_id, "created_at": now_iso(), "updated_at": now_iso()}
-
-        def mutate(data: dict) -> None:
-            data["state"] = {"1": state}
-
-        self._transaction(session_id, mutate)
+        stamp = now_iso()
+        state = replace(state.copy(), session_id=session_id, created_at=stamp, updated_at=stamp)
+        self._write(session_id, state, {})
         return session_id
 
-    def load_state(self, session_id: str) -> dict[str, Any]:
-        if not (self.sessions_dir / f"{session_id}.json").exists():
-            known = ", ".join(self.session_ids()[-5:]) or "none"
-            raise StoreError(f"no session '{session_id}' in {self.data_dir} (recent: {known})")
-        data = self._db(session_id).storage.read() or {}
-        state = data.get("state", {}).get("1")
-        if state is None:
-            raise StoreError(f"session {session_id} has no state document")
-        return state
+    def load_state(self, session_id: str) -> SessionState:
+        """A copy of the saved state: the caller may change it freely until it commits."""
+        return self._read(session_id).state.copy()
 
     def commit(
         self,
         session_id: str,
         *,
-        state: dict[str, Any] | None = None,
-        new_rows: list[dict[str, Any]] = (),
-        chosen_for_step: tuple[int, dict[str, Any]] | None = None,
+        state: SessionState | None = None,
+        new_rows: Iterable[Row] = (),
+        chosen_for_step: tuple[int, Chosen] | None = None,
     ) -> list[str]:
         """Write the session state, new rows and a step's `chosen` in one atomic write.
 
-        `chosen_for_step=(step_index, chosen)` fills `chosen` into every row of that step; if the step
-        has no rows yet (no error, Redo or Further edit happened), the caller passes the one row with
-        an empty `rejected` in `new_rows`. Returns the ids of the new rows.
+        `chosen_for_step=(step_index, chosen)` sets `chosen` on every worker row of that step (agent
+        rows keep their own). Returns the ids of the new rows.
         """
+        current = self._read(session_id)
         stamp = now_iso()
+        rows = dict(current.rows)
+        next_key = max((int(k) for k in rows), default=0) + 1
         ids = []
-
-        def mutate(data: dict) -> None:
-            rows = data["rows"]
-            next_id = max((int(k) for k in rows), default=0) + 1
-            for row in new_rows:
-                row = {**row, "row_id": row.get("row_id") or new_id(), "session_id": session_id,
-                       "created_at": stamp, "updated_at": stamp}
-                ids.append(row["row_id"])
-                rows[str(next_id)] = row
-                next_id += 1
-            if chosen_for_step is not None:
-                step_index, chosen = chosen_for_step
-                for row in rows.values():
-                    # side-chain rows of the planner, lead and analyzer carry their own chosen
-                    if row["step_index"] == step_index and row.get("agent", "worker") == "worker":
-                        row["chosen"] = chosen
-                        row["updated_at"] = stamp
-            if state is not None:
-                data["state"] = {"1": {**state, "updated_at": stamp}}
-
-        self._transaction(session_id, mutate)
+        for row in new_rows:
+            row = replace(row, row_id=row.row_id or new_id(), session_id=session_id, created_at=stamp,
+                          updated_at=stamp)
+            ids.append(row.row_id)
+            rows[str(next_key)] = row
+            next_key += 1
+        if chosen_for_step is not None:
+            step_index, chosen = chosen_for_step
+            step_rows = {r.row_id for r in worker_rows_of_step(rows.values(), step_index)}
+            rows = {k: (replace(r, chosen=chosen, updated_at=stamp) if r.row_id in step_rows else r)
+                    for k, r in rows.items()}
+        new_state = replace(state.copy(), updated_at=stamp) if state is not None else current.state
+        self._write(session_id, new_state, rows)
         return ids
 
+    def set_excluded(self, row_ids: Iterable[str], excluded: bool, reason: str = "") -> int:
+        """Leave rows out of training and export (or bring them back); nothing is deleted. Returns how
+        many rows changed."""
+        wanted = set(row_ids)
+        changed = 0
+        found: set[str] = set()
+        stamp = now_iso()
+        for sid in self.readable_session_ids():
+            current = self._read(sid)
+            rows = {}
+            touched = False
+            for key, row in current.rows.items():
+                if row.row_id in wanted:
+                    found.add(row.row_id)
+                    if (row.excluded is not None) != excluded:
+                        row = replace(row, excluded=Exclusion(reason or "excluded by the user", stamp) if excluded
+                                      else None, updated_at=stamp)
+                        changed += 1
+                        touched = True
+                rows[key] = row
+            if touched:
+                self._write(sid, current.state, rows)
+        missing = wanted - found
+        if missing:
+            raise StoreError(f"no row with id {', '.join(sorted(missing))} in {self.data_dir}")
+        return changed
+
+    def map_rows(self, session_id: str, change: Callable[[Row], Row]) -> int:
+        """Rewrite a session's rows through `change` (repairs); one atomic write if any changed."""
+        current = self._read(session_id)
+        rows = {key: change(row) for key, row in current.rows.items()}
+        changed = sum(1 for key in rows if rows[key] is not current.rows[key])
+        if changed:
+            self._write(session_id, current.state, rows)
+        return changed
+
+    def set_aside(self, session_id: str) -> Path:
+        """Move a session file that cannot be read to sessions/.bad/, out of every command's way."""
+        self._require_writable()
+        folder = self.sessions_dir / ".bad"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{session_id}.json"
+        self._path(session_id).replace(target)
+        self._files.pop(session_id, None)
+        return target
+
     # -- rows ---------------------------------------------------------------------------------
-    def rows(self, session_id: str | None = None) -> Iterator[dict[str, Any]]:
-        ids = [session_id] if session_id else self.session_ids()
+    def rows(self, session_id: str | None = None) -> Iterator[Row]:
+        ids = [session_id] if session_id else self.readable_session_ids()
         for sid in ids:
-            data = self._db(sid).storage.read() or {}
-            for key in sorted(data.get("rows", {}), key=int):
-                yield data["rows"][key]
+            yield from self._read(sid).rows.values()
+
+    def worker_rows(self, session_id: str, step_index: int) -> list[Row]:
+        return worker_rows_of_step(self._read(session_id).rows.values(), step_index)
 
     def put_logprobs(self, logprobs: TokenLogprobs) -> str:
         self._require_writable()
@@ -292,43 +374,50 @@ class DatasetStore:
 
     def stats(self) -> DatasetStats:
         rows = list(self.rows())
-        kinds = Counter(r["rejected"]["kind"] for r in rows if r.get("rejected"))
+        kinds = Counter(r.rejected.kind.value for r in rows if r.rejected)
+        agents = Counter(r.agent.value for r in rows)
         return DatasetStats(
-            sessions=len(self.session_ids()),
+            sessions=len(self.readable_session_ids()),
             rows=len(rows),
-            complete_rows=sum(1 for r in rows if r.get("chosen")),
-            pending_rows=sum(1 for r in rows if not r.get("chosen")),
-            with_rejected=sum(1 for r in rows if r.get("rejected")),
-            with_logprobs=sum(1 for r in rows if r.get("chosen") and r["chosen"].get("logprobs")),
+            complete_rows=sum(1 for r in rows if r.chosen),
+            pending_rows=sum(1 for r in rows if not r.chosen),
+            with_rejected=sum(1 for r in rows if r.rejected),
+            with_logprobs=sum(1 for r in rows if r.chosen and r.chosen.logprobs),
+            excluded_rows=sum(1 for r in rows if r.excluded),
             by_kind={k: kinds.get(k, 0) for k in REJECTED_KINDS},
+            by_agent=dict(sorted(agents.items())),
         )
 
     # -- snapshot for training ----------------------------------------------------------------
     def snapshot(self, dest: Path) -> SnapshotInfo:
-        """Freeze the trainable rows (those with a `chosen`) and their blobs into `dest`.
+        """Freeze the trainable rows (a `chosen`, not excluded) and their blobs into `dest`.
 
         The snapshot is a JSONL file in a stable order plus a copy of every referenced blob; its
         SHA-256 names exactly this data, so a resumed run can prove it reads the same rows.
         """
         dest = Path(dest)
         (dest / "blobs").mkdir(parents=True, exist_ok=True)
-        rows = sorted(
-            (r for r in self.rows() if r.get("chosen")),
-            key=lambda r: (r["session_id"], r["step_index"], r["created_at"], r["row_id"]),
-        )
+        everything = list(self.rows())
+        rows = sorted((r for r in everything if r.trainable),
+                      key=lambda r: (r.session_id, r.step_index, r.created_at, r.row_id))
         lines = []
         for row in rows:
-            lines.append(json.dumps(row, sort_keys=True, ensure_ascii=False, allow_nan=False))
-            lp = row["chosen"].get("logprobs")
+            lines.append(json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False, allow_nan=False))
+            lp = row.chosen.logprobs
             if lp:
-                target = dest / "blobs" / f"{lp['blob']}.npz"
+                target = dest / "blobs" / f"{lp.blob}.npz"
                 if not target.exists():
-                    shutil.copyfile(self.blobs.path_for(lp["blob"]), target)
+                    try:
+                        shutil.copyfile(self.blobs.path_for(lp.blob), target)
+                    except FileNotFoundError:
+                        raise StoreError(f"session {row.session_id} row {row.row_id}: its log-probability blob "
+                                         f"{lp.blob} is missing; run `shake data check --fix`") from None
         body = ("\n".join(lines) + "\n") if lines else ""
         atomic_write_text(dest / "rows.jsonl", body)
         sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
         atomic_write_text(dest / "SHA256", sha + "\n")
-        return SnapshotInfo(dest / "rows.jsonl", sha, len(rows))
+        excluded = sum(1 for r in everything if r.chosen and r.excluded)
+        return SnapshotInfo(dest / "rows.jsonl", sha, len(rows), excluded, list(self.bad_files.values()))
 
 
 class Snapshot:
@@ -344,13 +433,19 @@ class Snapshot:
         expected = (self.root / "SHA256").read_text().strip() if (self.root / "SHA256").exists() else self.sha256
         if expected != self.sha256:
             raise StoreError(f"snapshot {self.root} was modified after it was taken (hash mismatch)")
-        self.rows: list[dict[str, Any]] = [json.loads(line) for line in body.decode("utf-8").splitlines() if line]
+        self.rows: list[Row] = []
+        for n, line in enumerate(body.decode("utf-8").splitlines(), 1):
+            if line:
+                try:
+                    self.rows.append(Row.from_json(json.loads(line), f"{path.name} line {n}"))
+                except (SchemaError, ValueError) as err:
+                    raise BadDataFile(f"{path}: {err}") from None
 
-    def logprobs(self, row: dict[str, Any]) -> TokenLogprobs | None:
-        lp = (row.get("chosen") or {}).get("logprobs")
+    def logprobs(self, row: Row) -> TokenLogprobs | None:
+        lp = row.chosen.logprobs if row.chosen else None
         if not lp:
             return None
-        data = (self.root / "blobs" / f"{lp['blob']}.npz").read_bytes()
-        if hashlib.sha256(data).hexdigest() != lp["blob"]:
-            raise StoreError(f"snapshot blob {lp['blob']} is corrupt")
+        data = (self.root / "blobs" / f"{lp.blob}.npz").read_bytes()
+        if hashlib.sha256(data).hexdigest() != lp.blob:
+            raise StoreError(f"snapshot blob {lp.blob} is corrupt")
         return TokenLogprobs.from_npz_bytes(data)

@@ -1,7 +1,7 @@
 """Hidden checks: run a task's checks against a proposed script, in the real sandbox.
 
 The engine never sees a task's checks. They run here, after the fact, in a separate program (the
-harness) that `engine.runner.run_script` runs like any generated script: same sandbox, same limits.
+harness) that `engine.execution.run_script` runs like any generated script: same sandbox, same limits.
 The harness writes the proposed script next to itself as `candidate.py` and the checks reach it
 only through these helpers:
 
@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.config import RunnerConfig
-from engine.runner import RunResult, run_script
+from engine.execution import RunResult, run_script
 
 CHECK_TIME_LIMIT_S = 3  # per check function; the runner's wall clock bounds the whole run
 

@@ -3,8 +3,12 @@
 Requests carry `logprobs=True, top_logprobs=N` (N in 0..20), an explicit `num_ctx` (Ollama's own
 default context is small) and explicit timeouts (the client has none by default). Ollama returns
 token strings without ids, and the client drops the `bytes` field, so tokens are recorded by their
-UTF-8 text with id -1; the trainer aligns them to the student by byte offsets. Ollama cannot score
-a given text: `score` raises `ScoringUnsupported`.
+UTF-8 text with id -1; the trainer aligns them to the student by byte offsets.
+
+Ollama itself cannot score a given text. But when the server runs on this machine, the GGUF it runs
+is on this disk (`ollama_blobs.py` reads Ollama's manifests): then `score` opens that very file with
+the embedded llama.cpp backend, which gives exact teacher-forced log-probabilities of the same weights
+(`can_score` is true). A server elsewhere, or a blob this user cannot read: `ScoringUnsupported`.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ def _token(entry) -> TokenLogprob:
     return TokenLogprob(-1, entry.token.encode("utf-8"), float(entry.logprob), top)
 
 
-class OllamaTeacher:
-    can_score = False
+def is_loopback(host: str) -> bool:
+    name = (httpx.URL(host if "://" in host else f"http://{host}").host or "").lower()
+    return name in ("localhost", "::1", "0.0.0.0") or name.startswith("127.")
 
+
+class OllamaTeacher:
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
         self.host = config.host or DEFAULT_HOST
@@ -40,6 +47,27 @@ class OllamaTeacher:
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, read=config.chunk_timeout_s),
         )
         self.identity = ModelIdentity(config.name, "ollama", config.model)
+        self._blob_scorer = None
+        self._blob_looked = False
+
+    def _scorer(self):
+        """The embedded backend on the GGUF blob this server runs, when it is on this disk."""
+        if not self._blob_looked:
+            self._blob_looked = True
+            if is_loopback(self.host):
+                from engine.teachers.embedded import EmbeddedTeacher
+                from engine.teachers.ollama_blobs import blob_readable, find_ollama_blob
+
+                blob = find_ollama_blob(self.config.model)
+                if blob is not None and blob_readable(blob):
+                    self._blob_scorer = EmbeddedTeacher(TeacherConfig(
+                        name=self.config.name, backend="embedded", model=str(blob), n_ctx=self.config.n_ctx,
+                        top_logprobs=self.config.top_logprobs, seed=self.config.seed, n_threads=self.config.n_threads))
+        return self._blob_scorer
+
+    @property
+    def can_score(self) -> bool:
+        return self._scorer() is not None
 
     def _fail(self, err: Exception) -> TeacherError:
         where = f"Ollama teacher '{self.config.name}' at {self.host}"
@@ -141,10 +169,16 @@ class OllamaTeacher:
         return with_retries(attempt, self.config.retries, cancel=cancel)
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:
-        raise ScoringUnsupported(
-            f"Ollama teacher '{self.config.name}' cannot score a given text (Ollama has no teacher-forced "
-            "scoring); use an embedded teacher to re-score"
-        )
+        scorer = self._scorer()
+        if scorer is None:
+            raise ScoringUnsupported(
+                f"Ollama teacher '{self.config.name}' cannot score a given text: Ollama has no teacher-forced "
+                f"scoring, and the model file of '{self.config.model}' is not readable on this machine "
+                "(OLLAMA_MODELS, ~/.ollama/models); use an embedded teacher to re-score"
+            )
+        return scorer.score(messages, response, top_logprobs=top_logprobs)
 
     def close(self) -> None:
         self.client.close()
+        if self._blob_scorer is not None:
+            self._blob_scorer.close()

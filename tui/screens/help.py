@@ -9,24 +9,41 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
 
+def key_display(app, keys: str) -> str:
+    """`f1,question_mark` -> `f1 / ?`: each key as the footer shows it."""
+    return " / ".join(app.get_key_display(Binding(key.strip(), "")) for key in keys.split(","))
+
+
 def all_bindings(app) -> list[tuple[str, str, str, str]]:
     """(where, key, id, description) for the app, every screen class and the widgets with bindings."""
-    from tui.screens.dataset import DatasetScreen
+    from tui.screens.ask import AskTextScreen, ConfirmDiffScreen
+    from tui.screens.dataset import DatasetScreen, RowTable
+    from tui.screens.new_session import NewSessionScreen
+    from tui.screens.quit import QuitScreen
+    from tui.screens.save import SaveScreen
     from tui.screens.session import SessionScreen
+    from tui.screens.sessions import SessionsScreen
+    from tui.screens.train_settings import TrainSettingsScreen
     from tui.screens.trainer import TrainerScreen
+    from tui.widgets.discovery_hint import DiscoveryHint
     from tui.widgets.feedback import FeedbackInput, LabelConfirm
     from tui.widgets.plan import PlanView
     from tui.widgets.run_log import RunLog
+    from tui.widgets.teacher_picker import TeacherList
 
-    owners = [("app", type(app)), ("session", SessionScreen), ("dataset", DatasetScreen), ("trainer", TrainerScreen),
-              ("feedback", FeedbackInput), ("label", LabelConfirm), ("plan", PlanView), ("run log", RunLog)]
+    owners = [("app", type(app)), ("session", SessionScreen), ("feedback", FeedbackInput), ("label", LabelConfirm),
+              ("plan", PlanView), ("run log", RunLog), ("teachers found", DiscoveryHint),
+              ("new session", NewSessionScreen), ("new session", TeacherList), ("sessions", SessionsScreen),
+              ("save", SaveScreen), ("your edit", ConfirmDiffScreen), ("step text", AskTextScreen),
+              ("dataset", DatasetScreen), ("dataset", RowTable), ("trainer", TrainerScreen),
+              ("trainer settings", TrainSettingsScreen), ("quit", QuitScreen)]
     keymap = getattr(app, "_keymap", {}) or {}
     rows = []
     for where, owner in owners:
         for b in owner.BINDINGS:
             if isinstance(b, Binding) and b.id:
-                key = keymap.get(b.id, b.key_display or b.key)
-                rows.append((where, key, b.id, b.description or b.action))
+                key = keymap.get(b.id) or b.key_display or b.key
+                rows.append((where, key_display(app, key), b.id, b.description or b.action))
     return rows
 
 

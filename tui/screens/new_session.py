@@ -1,77 +1,182 @@
-"""New session: pick a script, type the change request, pick the worker's teachers."""
+"""New session: pick a script, type the change request, pick the worker's teachers.
+
+The form keeps what was typed: closing it (Esc) and opening it again brings the draft back. Focus
+goes file → request → teachers → Start; keys typed where text cannot go (the file tree after a pick,
+the teacher list) go to the request instead of being lost. ctrl+r starts from anywhere (ctrl+enter
+too where the terminal reports it: tmux and xterm send plain Enter for it).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Input, Label, SelectionList, TextArea
+from textual.widgets import Button, DirectoryTree, Footer, Input, Label, TextArea
+
+from typing import TYPE_CHECKING
+from tui.widgets.teacher_picker import TeacherChoice, TeacherList, TeacherPicker
+from tui.widgets.typing import ForwardsTyping
+
+if TYPE_CHECKING:
+    from engine.teachers.discovery import Discovery
 
 
-class PythonTree(DirectoryTree):
+@dataclass
+class NewSessionDraft:
+    """What the form holds; the app keeps it between openings."""
+
+    script: str = ""
+    request: str = ""
+    choices: list[TeacherChoice] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewSessionRequest:
+    script: Path
+    request: str
+    teachers: tuple[TeacherChoice, ...]  # ticked, in order; a `found` one is added to the config first
+
+
+class PythonTree(ForwardsTyping, DirectoryTree):
     def filter_paths(self, paths):
         return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix == ".py")]
 
 
-class NewSessionScreen(ModalScreen[tuple[Path, str, list[str]] | None]):
+def teacher_choices(config, worker: list[str]) -> list[TeacherChoice]:
+    """The configured teachers, the worker's own first and in its order."""
+    names = list(worker) + [n for n in config.teachers if n not in worker]
+    choices = []
+    for name in names:
+        t = config.teacher(name)
+        where = t.model or ("bundled SmolLM2-135M" if t.backend == "embedded" else "")
+        choices.append(TeacherChoice(name, f"{t.backend}: {where}".rstrip(": "), name in worker))
+    return choices
+
+
+def found_choices(config, found: Discovery) -> list[TeacherChoice]:
+    """Models discovery found that no configured teacher runs yet."""
+    from engine.config_edit import free_name, slug
+    from engine.teachers.discovery import configured_as, describe_model
+
+    taken = set(config.teachers)
+    choices = []
+    for model in found.models:
+        if configured_as(config, model):
+            continue
+        name = free_name(slug(model.model), taken)
+        taken.add(name)
+        choices.append(TeacherChoice(name, describe_model(model), False, model))
+    return choices
+
+
+class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
     BINDINGS = [
-        Binding("escape", "dismiss_none", "Close", id="new_session.close"),
-        Binding("ctrl+enter", "start", "Start", id="new_session.start"),
+        Binding("escape", "close", "Close (keeps the draft)", id="new_session.close"),
+        Binding("ctrl+r,ctrl+enter", "start", "Start", id="new_session.start"),
     ]
 
-    def __init__(self, teachers: list[str], worker_teachers: list[str], start_dir: Path, script: Path | None = None,
-                 request: str = "") -> None:
+    @dataclass
+    class Found(Message):
+        """Discovery finished: models on this machine that could be teachers."""
+
+        discovery: Discovery
+
+    def __init__(self, draft: NewSessionDraft, start_dir: Path, *, discover: bool = True) -> None:
         super().__init__()
-        self.teachers = teachers
-        self.worker_teachers = worker_teachers
+        self.draft = draft
         self.start_dir = start_dir
-        self.script = script
-        self.request = request
+        self.discover = discover
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="new-session"):
+        with Vertical(id="new-session", classes="dialog"):
             yield Label("New session", classes="pane-title")
             with Horizontal(id="new-session-body"):
-                yield PythonTree(self.start_dir, id="picker")
-                with Vertical():
-                    yield Label("Script")
-                    yield Input(str(self.script or ""), placeholder="path/to/script.py", id="script-path")
+                with Vertical(id="picker-column"):
+                    yield Label("Script (type a path, or pick one below)")
+                    yield Input(self.draft.script, placeholder="path/to/script.py", id="script-path")
+                    yield PythonTree(self.start_dir, id="picker")
+                with Vertical(id="request-column"):
                     yield Label("Change request")
-                    yield TextArea(self.request, id="request-text")
+                    yield TextArea(self.draft.request, id="request-text")
                     yield Label("Worker teachers (in order)")
-                    yield SelectionList[str](*[(n, n, n in self.worker_teachers) for n in self.teachers], id="teachers")
-            with Horizontal(id="new-session-buttons"):
-                yield Button("Start (ctrl+enter)", variant="primary", id="start")
+                    yield TeacherPicker(self.draft.choices, id="teachers")
+            with Horizontal(id="new-session-buttons", classes="dialog-buttons"):
+                yield Button("Start (ctrl+r)", variant="primary", id="start")
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self.draft.script.strip():
+            self.query_one("#request-text", TextArea).focus()
+        else:
+            self.query_one("#picker", PythonTree).focus()
+        if self.discover:
+            self.find_teachers()
+
+    @work(thread=True, exclusive=True, group="discovery", exit_on_error=False)
+    def find_teachers(self) -> None:
+        self.post_message(self.Found(self.app.run_discovery()))
+
+    @on(Found)
+    def on_found(self, message: Found) -> None:
+        choices = found_choices(self.app.config, message.discovery)
+        if choices:
+            self.query_one(TeacherPicker).add_found(choices)
 
     @on(DirectoryTree.FileSelected)
     def picked(self, event: DirectoryTree.FileSelected) -> None:
         self.query_one("#script-path", Input).value = str(event.path)
+        self.save_draft()
+
+    @on(ForwardsTyping.TypedText)
+    def typed_elsewhere(self, message: ForwardsTyping.TypedText) -> None:
+        request = self.query_one("#request-text", TextArea)
+        if not request.has_focus:
+            request.move_cursor(request.document.end)  # the typing continues the request
+            request.focus()
+        request.insert(message.text)
+
+    @on(Input.Changed, "#script-path")
+    @on(TextArea.Changed, "#request-text")
+    def save_draft(self) -> None:
+        self.draft.script = self.query_one("#script-path", Input).value
+        self.draft.request = self.query_one("#request-text", TextArea).text
+
+    @on(Input.Submitted, "#script-path")
+    def path_entered(self) -> None:
         self.query_one("#request-text", TextArea).focus()
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        path = Path(self.query_one("#script-path", Input).value.strip()).expanduser()
-        request = self.query_one("#request-text", TextArea).text.strip()
-        teachers = list(self.query_one("#teachers", SelectionList).selected)
-        if not path.name:
+        self.save_draft()
+        path = Path(self.draft.script.strip()).expanduser()
+        request = self.draft.request.strip()
+        teachers = tuple(self.query_one(TeacherPicker).ticked)
+        if not self.draft.script.strip():
             self.notify("Pick a script first", severity="warning")
+            self.query_one("#picker", PythonTree).focus()
             return
         if not path.is_file():
             self.notify(f"No script at {path}", severity="error")
+            self.query_one("#script-path", Input).focus()
             return
         if not request:
             self.notify("Type the change request", severity="warning")
+            self.query_one("#request-text", TextArea).focus()
             return
         if not teachers:
-            self.notify("Pick at least one teacher for the worker", severity="warning")
+            self.notify("Tick at least one teacher for the worker (space)", severity="warning")
+            self.query_one(TeacherList).focus()
             return
-        self.dismiss((path, request, teachers))
+        self.dismiss(NewSessionRequest(path, request, teachers))
 
     @on(Button.Pressed, "#cancel")
-    def action_dismiss_none(self) -> None:
+    def action_close(self) -> None:
+        self.save_draft()
         self.dismiss(None)

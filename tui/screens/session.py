@@ -1,181 +1,436 @@
 """The session screen: plan, live agents, diff, run log, feedback, status.
 
-All engine work (planning, generation, runs, the analyzer) happens in one thread worker group
-("engine", exclusive), so the UI never waits; the worker reports through messages. Esc sets the
-cancel event: generation stops between tokens, a run is killed, and the session reloads its last
-saved state.
+Each engine operation (start, propose, classify feedback, apply a label) is one `@work` thread
+method in the exclusive "engine" group, so the UI never waits and two operations never overlap.
+A worker reports only through the typed messages below; each carries a `SessionView` taken in the
+worker's thread, so the screen never reads the engine's state while the worker changes it. Esc
+sets the cancel event: generation stops between tokens, a run is killed, and the session reloads
+its last saved state. Quitting does the same (see `ShakeApp.action_quit`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from engine.errors import GenerationCancelled, ShakeError
-from engine.session import Proposal, Session, SessionEvent
-from tui.messages import EngineBusy, EngineEvent, FeedbackSubmitted, LabelCommitted, TokenStreamed
+from engine.agents.analyzer import Classification
+from engine.errors import AttemptsExhausted, GenerationCancelled, ShakeError
+from engine.execution.sanitize import sanitize
+from engine.session import EventSink, Proposal, Session, SessionEvent
+from tui.session_view import SessionView, plural
+from tui.widgets.banner import Banner
 from tui.widgets.diff import DiffPane
-from tui.widgets.feedback import FeedbackBox
+from tui.widgets.discovery_hint import DiscoveryHint
+from tui.widgets.feedback import FeedbackBox, FeedbackInput, LabelConfirm
 from tui.widgets.live import LivePane
-from tui.widgets.plan import PlanView
+from tui.widgets.plan import LEGEND, PlanView
 from tui.widgets.run_log import RunLog
 from tui.widgets.status import StatusBar
+
+TABS = {"live": "tab-live", "diff": "tab-diff", "log": "tab-log"}
+SKIP_CONFIRM_S = 3.0
+Operation = Callable[[threading.Event, EventSink, Callable[[str, str], None]], None]
+
+
+def one_line(reason: str, limit: int = 200) -> str:
+    """A multi-line reason (an exit code, then a traceback) as its first and last lines."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    if not lines:
+        return "every attempt failed"
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def stall_keys() -> str:
+    return ("ctrl+g tries again · E edits the step's text · S skips the step · F6 finds and adds a local teacher "
+            "· ctrl+n starts another session")
 
 
 class SessionScreen(Screen):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="session.cancel"),
         Binding("ctrl+g", "propose", "Continue", id="session.propose"),
-        Binding("s", "toggle_split", "Split/unified", id="session.toggle_split"),
-        Binding("n", "next_change", "Next change", id="session.next_change"),
-        Binding("p", "previous_change", "Prev change", id="session.previous_change"),
-        Binding("f", "toggle_follow", "Follow log", id="session.follow_log"),
-        Binding("slash", "search_log", "Search log", id="session.search_log"),
-        Binding("d", "copy_diff", "Copy diff", id="session.copy_diff"),
-        Binding("x", "copy_script", "Copy script", id="session.copy_script"),
-        Binding("l", "copy_log", "Copy log", id="session.copy_log"),
         Binding("i", "focus_feedback", "Feedback", id="session.focus_feedback"),
+        Binding("w", "save", "Save", id="session.save"),
+        Binding("W", "save_as", "Save as", id="session.save_as", show=False),
+        Binding("e", "edit_proposal", "Edit in $EDITOR", id="session.edit_proposal", show=False),
+        Binding("E", "edit_step", "Edit step text", id="session.edit_step", show=False),
+        Binding("S", "skip_step", "Skip step", id="session.skip_step", show=False),
+        Binding("1", "show_tab('live')", "Live", id="session.tab_live", show=False),
+        Binding("2", "show_tab('diff')", "Diff", id="session.tab_diff", show=False),
+        Binding("3", "show_tab('log')", "Run log", id="session.tab_log", show=False),
+        Binding("s", "toggle_split", "Split/unified", id="session.toggle_split", show=False),
+        Binding("n", "next_change", "Next change", id="session.next_change", show=False),
+        Binding("p", "previous_change", "Prev change", id="session.previous_change", show=False),
+        Binding("f", "toggle_follow", "Follow log", id="session.follow_log", show=False),
+        Binding("slash", "search_log", "Search log", id="session.search_log", show=False),
+        Binding("d", "copy_diff", "Copy diff", id="session.copy_diff", show=False),
+        Binding("x", "copy_script", "Copy script", id="session.copy_script", show=False),
+        Binding("l", "copy_log", "Copy log", id="session.copy_log", show=False),
     ]
+
+    # -- what the engine workers report ------------------------------------------------------
+    @dataclass
+    class Busy(Message):
+        """An operation started (or moved on to another phase)."""
+
+        what: str
+
+    @dataclass
+    class Idle(Message):
+        """The operation ended, however it ended; `view` is the session as it now stands."""
+
+        view: SessionView | None
+
+    @dataclass
+    class Started(Message):
+        session: Session
+        view: SessionView
+
+    @dataclass
+    class Progress(Message):
+        """Something the session did (plan, instruction, run, row written...)."""
+
+        event: SessionEvent
+        view: SessionView
+
+    @dataclass
+    class TokenStreamed(Message):
+        """A piece of text an agent's teacher just generated."""
+
+        agent: str
+        text: str
+
+    @dataclass
+    class ProposalReady(Message):
+        proposal: Proposal
+        view: SessionView
+
+    @dataclass
+    class Classified(Message):
+        """The analyzer's reading of the feedback, for the user to confirm."""
+
+        classification: Classification
+
+    @dataclass
+    class Stalled(Message):
+        """Every worker teacher used its attempts on the step; `view.stall` says why."""
+
+        view: SessionView
+
+    @dataclass
+    class Cancelled(Message):
+        view: SessionView | None
+
+    @dataclass
+    class Failed(Message):
+        """An error the user must see; the session is as it was saved last."""
+
+        error: str
 
     def __init__(self) -> None:
         super().__init__(id="session-screen")
         self.session: Session | None = None
+        self.view: SessionView | None = None
         self.cancel_event = threading.Event()
         self.busy = False
+        self._skip_armed_until = 0.0  # S pressed once: a second press within SKIP_CONFIRM_S skips
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="session-body"):
             with Vertical(id="sidebar"):
                 yield Static("Plan", classes="pane-title")
                 yield PlanView(id="plan")
+                yield Static(LEGEND, id="plan-legend", classes="dim-text")
                 yield Static("", id="request", classes="dim-text")
             with Vertical(id="main"):
+                yield Banner(id="banner")
+                hint = DiscoveryHint(id="discovery-hint")
+                hint.display = False
+                yield hint
                 with TabbedContent(id="tabs", initial="tab-live"):
-                    with TabPane("Live", id="tab-live"):
+                    with TabPane("1 Live", id="tab-live"):
                         yield LivePane(id="live")
-                    with TabPane("Diff", id="tab-diff"):
+                    with TabPane("2 Diff", id="tab-diff"):
                         yield DiffPane(id="diff")
-                    with TabPane("Run log", id="tab-log"):
+                    with TabPane("3 Run log", id="tab-log"):
                         yield RunLog(id="run-log")
                 search = Input(placeholder="search the run log, Enter for next match, Esc to close", id="log-search")
                 search.display = False
                 yield search
                 yield FeedbackBox(self.app.ui_state.get("feedback_history", []), id="feedback")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_status()
         if self.session is None:
-            self.query_one(LivePane).note("No session. Press ctrl+n to start one (or run `shake app SCRIPT -r REQUEST`).")
+            self.show_idle_banner()
+
+    def show_idle_banner(self) -> None:
+        """No session: what the user can do, and whether unfinished sessions wait."""
+        text = "No session. ctrl+n starts one (or `shake app SCRIPT -r REQUEST`)"
+        waiting = self.app.unfinished_sessions
+        if waiting:
+            text += f"; F5 lists {plural(len(waiting), 'unfinished session')} to resume"
+        self.query_one(Banner).say(text + ".")
 
     # -- status -------------------------------------------------------------------------------
     def refresh_status(self) -> None:
         status = self.query_one(StatusBar)
         status.teachers = self.app.teacher_summary
         status.rows = self.app.dataset_rows()
-        if self.session is not None and self.session.steps and self.session.status not in ("done", "planning"):
-            step = self.session.state["step"]
-            status.attempts = f"step {self.session.state['step_index'] + 1}: cycle {step['cycle']}, {step['failures']} failed"
-        else:
+        if self.session is not None and not self.busy:
+            self.view = SessionView.of(self.session.state)
+        view = self.view
+        if view is None:
             status.attempts = ""
-        if self.session is not None:
-            self.query_one(PlanView).show_steps(self.session.steps, self.session.state["step_index"])
-            self.query_one("#request", Static).update(Text(f"Request: {self.session.state['request']}"))
-
-    @on(EngineBusy)
-    def on_busy(self, message: EngineBusy) -> None:
-        self.busy = message.busy
-        self.query_one(StatusBar).activity = message.what if message.busy else "idle"
+            return
+        step = view.current_step
+        if view.status == "stalled" and step is not None:
+            attempts = plural(view.stall.attempts, "attempt") if view.stall else "its attempts"
+            status.attempts = f"step {step.number}: stalled after {attempts}"
+        elif step is not None and view.status not in ("done", "planning"):
+            status.attempts = f"step {step.number}: {plural(view.cycle, 'cycle')}, {view.failures} failed"
+        else:
+            status.attempts = view.progress if view.status in ("done", "planning") else ""
+        self.query_one(PlanView).show_steps(view.steps, view.step_index, view.stall)
+        self.query_one("#request", Static).update(Text(f"Request: {sanitize(view.request)}"))
 
     # -- starting and resuming ----------------------------------------------------------------
-    def start(self, script: Path, request: str) -> None:
-        self.run_engine("start", script=script, request=request)
+    async def start(self, script: Path, request: str) -> None:
+        """A new session: nothing of the previous one stays on screen."""
+        if self.busy:
+            self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
+            return
+        await self._forget_session()
+        self.query_one(Banner).say(f"Planning: the planner splits the request for {Path(script).name} "
+                                             "into steps…")
+        self._launch(self.start_session, script, request)
 
-    def resume(self, session: Session) -> None:
+    async def resume(self, session: Session) -> None:
+        """Show a saved session as it stands and wait for the user (ctrl+g continues)."""
+        if self.busy:
+            self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
+            return
+        await self._forget_session()
         self.session = session
         self.refresh_status()
-        self.run_engine("propose")
+        view = self.view
+        proposal = session.pending_proposal() if view and view.status == "review" else None
+        if proposal is not None:
+            await self.show_proposal(proposal)
+            self.query_one(Banner).say(f"Resumed session {view.id} at {view.progress}: the proposal waits for your "
+                                       "feedback (i).")
+        elif view and view.status == "done":
+            await self.show_finished()
+        elif view and view.status == "stalled":
+            self.show_stall(view)
+        else:
+            self.query_one(Banner).say(f"Resumed session {session.id} at {view.progress if view else '?'}: "
+                                       "ctrl+g continues.")
 
-    # -- the engine worker --------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
-    def run_engine(self, action: str, **kw) -> None:
-        self.cancel_event = cancel = threading.Event()
-        app = self.app
+    async def _forget_session(self) -> None:
+        self.session, self.view = None, None
+        self.query_one(LivePane).reset()
+        self.query_one(Banner).clear()
+        await self.query_one(DiffPane).clear()
+        self.query_one(RunLog).clear()
+        self.query_one(PlanView).clear_options()
+        self.query_one("#request", Static).update("")
+        self.query_one(StatusBar).author = ""
+        self.refresh_status()
+
+    # -- the engine workers -------------------------------------------------------------------
+    def _launch(self, worker: Callable, *args) -> None:
+        """Start an engine worker. From now on only the worker touches the session, and Esc stops it."""
+        self.busy = True
+        self.cancel_event = threading.Event()
+        worker(*args)
+
+    def _run(self, what: str, operation: Operation) -> None:
+        """The frame every engine worker shares: cancel event, event and token sinks, one result
+        message for every way an operation can end."""
+        cancel = self.cancel_event
 
         def emit(event: SessionEvent) -> None:
-            self.post_message(EngineEvent(event))
+            # After Esc or quit, the engine's next event ends the operation before it saves anything:
+            # a run killed by the cancel must not be stored as a failed attempt.
+            if cancel.is_set():
+                raise GenerationCancelled("cancelled by the user")
+            self.post_message(self.Progress(event, self._view()))
 
         def on_token(agent: str, text: str) -> None:
-            self.post_message(TokenStreamed(agent, text))
+            self.post_message(self.TokenStreamed(agent, text))
 
+        self.post_message(self.Busy(what))
         try:
-            if action == "start":
-                self.post_message(EngineBusy(True, "planning"))
-                self.session = Session.start(app.store, app.pool, app.config, kw["script"], kw["request"])
-                app.call_from_thread(self.refresh_status)
-                self.session.plan(emit=emit, cancel=cancel)
-            elif action == "feedback":
-                self.post_message(EngineBusy(True, "recording feedback"))
-                self.session.apply_feedback(kw["classification"], emit=emit)
-            elif action == "classify":
-                self.post_message(EngineBusy(True, "the analyzer reads your feedback"))
-                classification = self.session.classify(kw["text"], cancel=cancel)
-                app.call_from_thread(self.query_one(FeedbackBox).confirm, classification)
-                return
-            if self.session.status == "done":
-                return
-            self.post_message(EngineBusy(True, "the agents are working"))
-            self.session.propose(emit=emit, on_token=on_token, cancel=cancel)
+            operation(cancel, emit, on_token)
         except GenerationCancelled:
-            app.call_from_thread(app.notify, "Cancelled; the session is as it was before this cycle", severity="warning")
+            self.post_message(self.Cancelled(self._view()))
+        except AttemptsExhausted:
+            self.post_message(self.Stalled(self._view()))
         except ShakeError as err:
-            app.call_from_thread(app.notify, str(err), severity="error", timeout=10)
+            self.post_message(self.Failed(str(err)))
         except Exception as err:  # never a traceback on screen; the message says what broke
-            app.call_from_thread(app.notify, f"Unexpected error: {type(err).__name__}: {err}", severity="error", timeout=15)
+            self.post_message(self.Failed(f"Unexpected error: {type(err).__name__}: {err}"))
         finally:
-            self.post_message(EngineBusy(False))
-            app.call_from_thread(self.refresh_status)
+            self.post_message(self.Idle(self._view()))
+
+    def _view(self) -> SessionView | None:
+        return SessionView.of(self.session.state) if self.session is not None else None
+
+    def _propose_and_report(self, cancel, emit, on_token) -> None:
+        self.post_message(self.Busy("the agents are working"))
+        proposal = self.session.propose(emit=emit, on_token=on_token, cancel=cancel)
+        self.post_message(self.ProposalReady(proposal, self._view()))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def start_session(self, script: Path, request: str) -> None:
+        app = self.app
+
+        def operation(cancel, emit, on_token) -> None:
+            self.session = Session.start(app.store, app.pool, app.config, script, request)
+            self.post_message(self.Started(self.session, self._view()))
+            self.session.plan(emit=emit, cancel=cancel)
+            self._propose_and_report(cancel, emit, on_token)
+
+        self._run("planning", operation)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def propose(self) -> None:
+        self._run("the agents are working", self._propose_and_report)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def classify(self, text: str) -> None:
+        def operation(cancel, emit, on_token) -> None:
+            self.post_message(self.Classified(self.session.classify(text, cancel=cancel)))
+
+        self._run("the analyzer reads your feedback", operation)
+
+    def _change_then_propose(self, what: str, change: Callable[[EventSink], None]) -> None:
+        """A change to the session (a label, an edit, a skip), then the next proposal unless it is done."""
+        def operation(cancel, emit, on_token) -> None:
+            change(emit)
+            if self.session.status != "done":
+                self._propose_and_report(cancel, emit, on_token)
+
+        self._run(what, operation)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def apply_label(self, classification: Classification) -> None:
+        self._change_then_propose("recording feedback",
+                                  lambda emit: self.session.apply_feedback(classification, emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def accept_edit(self, script: str) -> None:
+        """The user's own edit is the step's accepted output (origin `user_edit`)."""
+        self._change_then_propose("recording your edit", lambda emit: self.session.accept_user_edit(script, emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def skip(self) -> None:
+        self._change_then_propose("skipping the step", lambda emit: self.session.skip_step(emit=emit))
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def reword_step(self, text: str) -> None:
+        def operation(cancel, emit, on_token) -> None:
+            self.session.edit_step(text)
+
+        self._run("saving the step's text", operation)
+
+    # -- worker reports -----------------------------------------------------------------------
+    @on(Busy)
+    def on_busy(self, message: Busy) -> None:
+        self.busy = True
+        self.query_one(StatusBar).activity = message.what
+
+    @on(Idle)
+    def on_idle(self, message: Idle) -> None:
+        self.busy = False
+        self.query_one(StatusBar).activity = "idle"
+        self.refresh_status()
+
+    @on(Started)
+    def on_started(self, message: Started) -> None:
+        self.session, self.view = message.session, message.view
+        self.refresh_status()
 
     @on(TokenStreamed)
     def on_token(self, message: TokenStreamed) -> None:
         self.query_one(LivePane).stream(message.agent, message.text)
 
-    @on(EngineEvent)
-    async def on_engine_event(self, message: EngineEvent) -> None:
-        event = message.event
+    @on(Progress)
+    async def on_progress(self, message: Progress) -> None:
+        event, self.view = message.event, message.view
         live = self.query_one(LivePane)
-        tabs = self.query_one(TabbedContent)
         if event.kind == "plan":
-            self.refresh_status()
+            steps = plural(len(message.view.steps), "step")
+            self.query_one(Banner).say(f"Plan: {steps}. The lead writes the first instruction…")
         elif event.kind == "instruction":
-            tabs.active = "tab-live"
+            self.query_one(Banner).clear()
+            self.query_one(TabbedContent).active = "tab-live"
             live.set_instruction(event.text, event.data.get("cycle", 0), event.data.get("teacher", ""))
         elif event.kind == "run":
             self.query_one(RunLog).show_text(event.text)
-        elif event.kind == "proposal":
-            proposal = self.session.pending_proposal() if self.session else None
-            if proposal is not None:
-                await self.show_proposal(proposal)
         elif event.kind in ("failed", "switch", "note", "row"):
             live.note(event.text)
             if event.kind in ("failed", "switch"):
                 self.app.notify(event.text, severity="warning")
-        elif event.kind == "accepted":
+        elif event.kind in ("accepted", "skipped"):
             self.app.notify(event.text)
         elif event.kind == "done":
-            self.app.notify("Every step is accepted. The finished script is in the diff tab; x copies it.", timeout=10)
-            await self.query_one(DiffPane).show(self.session.state["original_script"], self.session.current_script)
-            tabs.active = "tab-diff"
+            await self.show_finished()
         self.refresh_status()
+
+    @on(ProposalReady)
+    async def on_proposal(self, message: ProposalReady) -> None:
+        self.view = message.view
+        self.query_one(Banner).clear()
+        await self.show_proposal(message.proposal)
+        self.refresh_status()
+
+    @on(Classified)
+    def on_classified(self, message: Classified) -> None:
+        self.query_one(FeedbackBox).confirm(message.classification)
+
+    @on(Stalled)
+    def on_stalled(self, message: Stalled) -> None:
+        self.view = message.view
+        self.show_stall(message.view)
+        self.refresh_status()
+
+    def show_stall(self, view: SessionView) -> None:
+        step, stall = view.current_step, view.stall
+        text = Text()
+        attempts = f" after {plural(stall.attempts, 'attempt')}" if stall else ""
+        text.append(f"Step {step.number if step else '?'} stalled{attempts}", style="bold")
+        if stall:
+            text.append(f": {sanitize(one_line(stall.reason))}")  # a run's words: plain, never markup
+        text.append("\n" + stall_keys())
+        self.query_one(Banner).say(text, "error")
+        self.query_one(TabbedContent).active = "tab-live"
+
+    @on(Cancelled)
+    def on_cancelled(self, message: Cancelled) -> None:
+        self.view = message.view
+        self.app.notify("Cancelled; the session is as it was before this cycle (ctrl+g continues)", severity="warning")
+
+    @on(Failed)
+    def on_failed(self, message: Failed) -> None:
+        self.app.notify(message.error, severity="error", timeout=10)
+        self.query_one(Banner).say(message.error, "error")
 
     async def show_proposal(self, proposal: Proposal) -> None:
         teacher = proposal.teacher
@@ -183,44 +438,86 @@ class SessionScreen(Screen):
         await self.query_one(DiffPane).show(proposal.base_script, proposal.script)
         self.query_one(RunLog).show_text(proposal.run.log())
         self.query_one(TabbedContent).active = "tab-diff"
-        self.query_one("#feedback-input").focus()
+        # The diff has the focus, so that n / p / s / d act on it at once; i starts typing feedback.
+        self.query_one(DiffPane).focus()
+
+    async def show_finished(self) -> None:
+        view = self._view()
+        if view is None:
+            return
+        self.query_one(StatusBar).author = ""
+        await self.query_one(DiffPane).show(view.original_script, view.current_script)
+        self.query_one(TabbedContent).active = "tab-diff"
+        self.query_one(DiffPane).focus()
+        self.query_one(Banner).say(
+            f"Every step is accepted. w saves the script to {view.script_path.name} (with a diff and a backup), "
+            "W saves it elsewhere, x copies it.", "success")
 
     # -- feedback -----------------------------------------------------------------------------
-    @on(FeedbackSubmitted)
-    def on_feedback(self, message: FeedbackSubmitted) -> None:
+    @on(FeedbackBox.Submitted)
+    def on_feedback(self, message: FeedbackBox.Submitted) -> None:
         if self.session is None or self.session.status != "review":
             self.app.notify("There is no proposal to review yet", severity="warning")
             return
         if self.busy:
             self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
             return
-        self.app.ui_state.set("feedback_history", self.query_one("#feedback-input").history)
-        self.run_engine("classify", text=message.text)
+        self.app.ui_state.set("feedback_history", self.query_one(FeedbackInput).history)
+        self._launch(self.classify, message.text)
 
-    @on(LabelCommitted)
-    def on_label(self, message: LabelCommitted) -> None:
-        if self.session is None or self.session.status != "review":
+    @on(LabelConfirm.Committed)
+    def on_label(self, message: LabelConfirm.Committed) -> None:
+        if self.session is None or self.session.status != "review" or self.busy:
             return
         self.app.notify(f"{message.classification.name}: recorded")
-        self.run_engine("feedback", classification=message.classification)
+        self._launch(self.apply_label, message.classification)
 
     # -- actions ------------------------------------------------------------------------------
     def action_cancel(self) -> None:
+        """Esc: close the search, stop the engine, and leave a text box (so that keys act again)."""
         search = self.query_one("#log-search", Input)
         if search.display:
             search.display = False
+            self.query_one(RunLog).focus()
             return
         if self.busy:
             self.cancel_event.set()
             self.app.notify("Cancelling…")
+        if isinstance(self.focused, FeedbackInput):
+            self.query_one(DiffPane if self.query_one(TabbedContent).active == "tab-diff" else PlanView).focus()
+
+    def cancel_engine(self) -> bool:
+        """Stop the running operation, if any (quitting); True when one was running."""
+        if self.busy:
+            self.cancel_event.set()
+        return self.busy
 
     def action_propose(self) -> None:
         if self.session is None:
             self.app.notify("No session: ctrl+n starts one", severity="warning")
         elif self.busy:
             self.app.notify("The engine is already working", severity="warning")
+        elif self.session.status == "done":
+            self.app.notify("Every step is accepted: w saves the script, ctrl+n starts a new session")
+        elif self.session.status == "planning":
+            self.app.notify("The session was saved before its plan: planning again")
+            self._launch(self.replan)
         elif self.session.status in ("working", "stalled", "review"):
-            self.run_engine("propose")
+            self.query_one(Banner).clear()
+            self._launch(self.propose)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def replan(self) -> None:
+        def operation(cancel, emit, on_token) -> None:
+            self.session.plan(emit=emit, cancel=cancel)
+            self._propose_and_report(cancel, emit, on_token)
+
+        self._run("planning", operation)
+
+    def action_show_tab(self, name: str) -> None:
+        self.query_one(TabbedContent).active = TABS[name]
+        target = {"live": "#live-stream", "diff": "#diff", "log": "#run-log"}[name]
+        self.query_one(target).focus()
 
     def action_toggle_split(self) -> None:
         diff = self.query_one(DiffPane)
@@ -269,7 +566,105 @@ class SessionScreen(Screen):
             self.app.notify(f"No {what} to copy yet", severity="warning")
             return
         self.app.copy_to_clipboard(text)
-        self.app.notify(f"Copied the {what} to the clipboard ({len(text.splitlines())} lines)")
+        self.app.notify(f"Copied the {what} to the clipboard ({plural(len(text.splitlines()), 'line')})")
 
     def action_focus_feedback(self) -> None:
-        self.query_one("#feedback-input").focus()
+        self.query_one(FeedbackInput).focus()
+
+    # -- steering: the user's own edit, the step's text, skipping it ---------------------------
+    def _can_steer(self, what: str) -> bool:
+        if self.session is None:
+            self.app.notify(f"No session: nothing to {what}", severity="warning")
+            return False
+        if self.busy:
+            self.app.notify(f"Wait for the engine (or Esc) before you {what}", severity="warning")
+            return False
+        return True
+
+    def action_edit_proposal(self) -> None:
+        """Open the proposal in $EDITOR; what the user saves can become the step's accepted output."""
+        from tui.editor import edit_text
+        from tui.screens.ask import ConfirmDiffScreen
+
+        if not self._can_steer("edit"):
+            return
+        proposal = self.session.pending_proposal()
+        if proposal is None:
+            self.app.notify("There is no proposal to edit yet", severity="warning")
+            return
+        try:
+            edited = edit_text(self.app, proposal.script, name=self.session_script_name())
+        except ShakeError as err:
+            self.app.notify(str(err), severity="error", timeout=10)
+            return
+        if not edited.changed:
+            self.app.notify("The script is unchanged: nothing was taken from the editor")
+            return
+
+        def decided(take: bool | None) -> None:
+            if take:
+                self._launch(self.accept_edit, edited.text)
+
+        self.app.push_screen(ConfirmDiffScreen(
+            "Your edit of the proposal", "Accepting makes your script the step's output (the proposal it replaces is "
+            "stored as a Further-edit row): the dataset learns from your fix.", proposal.script, edited.text,
+            "Accept my edit"), decided)
+
+    def session_script_name(self) -> str:
+        return SessionView.of(self.session.state).script_path.name or "script.py"
+
+    def action_edit_step(self) -> None:
+        from tui.screens.ask import AskTextScreen
+
+        if not self._can_steer("edit the step"):
+            return
+        view = SessionView.of(self.session.state)
+        step = view.current_step
+        if step is None or view.status in ("done", "planning"):
+            self.app.notify("There is no current step to edit", severity="warning")
+            return
+
+        def kept(text: str | None) -> None:
+            if text is not None and text != step.text:
+                self._launch(self.reword_step, text)
+
+        self.app.push_screen(AskTextScreen(f"Step {step.number}: what should it do?", step.text,
+                                           "The next instruction follows the new wording (rows keep their prompt). "
+                                           "Enter keeps it · Esc leaves it as it was"), kept)
+
+    def action_skip_step(self) -> None:
+        if not self._can_steer("skip a step"):
+            return
+        view = SessionView.of(self.session.state)
+        step = view.current_step
+        if step is None or view.status in ("done", "planning"):
+            self.app.notify("There is no step to skip", severity="warning")
+            return
+        now = time.monotonic()
+        if now > self._skip_armed_until:
+            self._skip_armed_until = now + SKIP_CONFIRM_S
+            self.app.notify(f"Press S again to skip step {step.number} (it stays undone; its rows are never trained "
+                            "on)", severity="warning", timeout=SKIP_CONFIRM_S)
+            return
+        self._skip_armed_until = 0.0
+        self.query_one(Banner).clear()
+        self._launch(self.skip)
+
+    # -- saving -------------------------------------------------------------------------------
+    def action_save(self) -> None:
+        self._open_save(ask_path=False)
+
+    def action_save_as(self) -> None:
+        self._open_save(ask_path=True)
+
+    def _open_save(self, *, ask_path: bool) -> None:
+        from tui.screens.save import SaveScreen
+
+        if self.session is None:
+            self.app.notify("No session: nothing to save yet", severity="warning")
+            return
+        if self.busy:
+            self.app.notify("Wait for the engine (or Esc) before saving", severity="warning")
+            return
+        view = SessionView.of(self.session.state)
+        self.app.push_screen(SaveScreen(view, self.app.config.data_dir / "backups", ask_path=ask_path))

@@ -1,99 +1,185 @@
-"""The trainer: start, stop and resume a run in its own process; live loss curves from its metrics file."""
+"""The trainer: settings, start, stop and resume a run in its own process; live loss curves from its
+metrics file; evaluation with its result, or the reason it failed, on screen.
+
+A run outlives the app when the user quits and leaves it running (see `tui.training`): at the next
+start the app finds it again, and this screen shows it live.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import subprocess
-import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
+from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from engine.student.runs import RunDir, list_runs, run_named, runs_root
+from tui import train_settings
+from tui.training import launch, remember, request_stop
 
 CURVES = (("loss", "total"), ("kd", "KD"), ("odds_ratio", "OR"), ("nll", "NLL"))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line being written right now
+    return rows
+
+
+def failure_reason(output: str) -> str:
+    """The one line a failed `shake` command printed for the user (`shake: ...`), else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("shake: "):
+            return line.removeprefix("shake: ")
+    return lines[-1] if lines else "no output"
 
 
 class TrainerScreen(Screen):
     BINDINGS = [
         Binding("t", "start", "Train", id="trainer.start"),
+        Binding("c", "settings", "Settings", id="trainer.settings"),
         Binding("S", "stop", "Stop", id="trainer.stop"),
-        Binding("R", "resume", "Resume", id="trainer.resume"),
+        Binding("R", "resume", "Resume run", id="trainer.resume"),
         Binding("v", "evaluate", "Evaluate", id="trainer.eval"),
     ]
 
+    @dataclass
+    class Evaluated(Message):
+        """`shake eval` finished: its held-out figures."""
+
+        run_dir: Path
+        result: dict
+
+    @dataclass
+    class EvaluationFailed(Message):
+        """`shake eval` refused or failed: the reason it gave."""
+
+        run_dir: Path
+        reason: str
+
     def __init__(self) -> None:
         super().__init__(id="trainer-screen")
-        self.proc: subprocess.Popen | None = None
-        self.run: RunDir | None = None
+        self.run_dir: Path | None = None
         self.shown_steps = -1
+        self.evaluating = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="trainer-body"):
-            yield Static("No run yet. t starts one on the whole dataset (the command is `shake train`).", id="run-info",
+            yield Static("No run yet. t starts one (the command is `shake train`).", id="run-info",
                          classes="pane-title")
+            yield Static("", id="train-settings-summary", classes="dim-text")
             with Horizontal(id="progress-row"):
                 yield ProgressBar(total=1, show_eta=True, id="progress")
                 yield Static("", id="speed")
             yield PlotextPlot(id="curves")
             yield Static("", id="eval-results")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
-    def run_dir(self) -> Path | None:
-        return self.run.path if self.run else None
+    def runs_root(self) -> Path:
+        return self.app.config.data_dir / "runs"
 
-    def on_mount(self) -> None:
-        runs = list_runs(self.app.config.data_dir)
-        if runs:
-            self.run = runs[-1]
-        self.set_interval(0.5, self.poll)
-        self.poll()
+    @property
+    def training(self):
+        return self.app.training
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        run = self.training
+        return run is not None and run.record.run_dir == self.run_dir and run.alive
 
+    def on_mount(self) -> None:
+        if self.training is not None:
+            self.run_dir = self.training.record.run_dir
+        elif self.runs_root.exists():
+            runs = sorted((p for p in self.runs_root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+            self.run_dir = runs[-1] if runs else None
+        self.show_settings()
+        self.set_interval(0.5, self.poll)
+        self.poll()
+
+    # -- settings -----------------------------------------------------------------------------
+    def settings(self) -> dict[str, object]:
+        try:
+            return train_settings.parse(train_settings.load(self.app.ui_state))
+        except train_settings.SettingsError:
+            return {}  # remembered values the trainer no longer accepts: the defaults apply
+
+    def show_settings(self) -> None:
+        self.query_one("#train-settings-summary", Static).update(
+            Text("Settings: " + train_settings.summary(self.settings())))
+
+    def action_settings(self) -> None:
+        from tui.screens.train_settings import TrainSettingsScreen
+
+        def kept(values: dict[str, str] | None) -> None:
+            if values is not None:
+                self.app.ui_state.set(train_settings.STATE_KEY, values)
+                self.show_settings()
+                self.app.notify("Training settings kept")
+
+        self.app.push_screen(TrainSettingsScreen(train_settings.load(self.app.ui_state)), kept)
+
+    # -- runs ---------------------------------------------------------------------------------
     def launch(self, args: list[str]) -> None:
-        if self.running:
+        if self.training is not None and self.training.alive:
             self.app.notify("A run is already going; S stops it", severity="warning")
             return
-        self.run.stop.unlink(missing_ok=True)
-        log = open(self.run.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "train", *args,
-                                      "--stop-file", str(self.run.stop)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        assert self.run_dir is not None
+        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / ".stop").unlink(missing_ok=True)
+        log = self.runs_root / f"{self.run_dir.name}.log"
+        run = launch(self.app.train_command, self.run_dir, log, args)
+        self.app.training = run
+        remember(self.app.ui_state, run.record)
         self.shown_steps = -1
-        self.app.notify(f"Training {self.run_dir.name} in the background (log: {log.name})")
+        self.query_one("#eval-results", Static).update("")
+        self.app.notify(f"Training {self.run_dir.name} in the background (log: {log})")
 
-    def action_start(self, extra: list[str] | None = None) -> None:
+    def action_start(self) -> None:
         if self.app.dataset_complete_rows() == 0:
             self.app.notify("The dataset has no accepted rows yet: accept a step in a session first", severity="warning")
             return
-        runs_root(self.app.config.data_dir).mkdir(parents=True, exist_ok=True)
-        self.run = run_named(self.app.config.data_dir, _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
-        self.launch(["--run-dir", str(self.run.path), *(extra or self.app.train_args)])
+        self.runs_root.mkdir(parents=True, exist_ok=True)
+        self.run_dir = self.runs_root / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        args = train_settings.to_args(self.settings()) + list(self.app.train_args)
+        self.launch(["--run-dir", str(self.run_dir), *args])
 
     def action_stop(self) -> None:
         if not self.running:
             self.app.notify("No run is going", severity="warning")
             return
-        self.run.stop.write_text("stop\n")
+        request_stop(self.training.record)
         self.app.notify("Stopping after the current step (a checkpoint is saved; R resumes)")
 
     def action_resume(self) -> None:
-        if self.run is None or not self.run.started:
+        if self.run_dir is None or not (self.run_dir / "config.json").exists():
             self.app.notify("No run to resume", severity="warning")
+            return
+        if (self.run_dir / "DONE").exists():
+            self.app.notify(f"{self.run_dir.name} is finished; t starts a new run", severity="warning")
             return
         self.launch(["--resume", "--run-dir", str(self.run_dir)])
 
+    # -- evaluation ---------------------------------------------------------------------------
     def action_evaluate(self) -> None:
         if self.run_dir is None:
             self.app.notify("No run to evaluate", severity="warning")
@@ -101,25 +187,81 @@ class TrainerScreen(Screen):
         if self.running:
             self.app.notify("Wait for the run to finish (or stop it) before evaluating", severity="warning")
             return
-        log = open(self.run.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "eval", str(self.run.path)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.app.notify("Evaluating on the held-out rows…")
+        if self.evaluating:
+            self.app.notify("An evaluation is already running", severity="warning")
+            return
+        self.evaluating = True
+        self.query_one("#eval-results", Static).update(Text("Evaluating on the held-out rows…"))
+        self.query_one("#eval-results", Static).set_classes("")
+        self.evaluate(self.run_dir)
+
+    @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
+    def evaluate(self, run_dir: Path) -> None:
+        """`shake eval RUN` in its own process; quitting the app ends it."""
+        worker = get_current_worker()
+        proc = subprocess.Popen([*self.app.shake_command, "eval", str(run_dir)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        while proc.poll() is None:
+            if worker.is_cancelled:
+                proc.kill()
+                proc.wait()
+                return
+            time.sleep(0.1)
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            self.post_message(self.EvaluationFailed(run_dir, failure_reason(err or out)))
+            return
+        try:
+            result = json.loads(out[out.index("{"):])
+        except ValueError:
+            self.post_message(self.EvaluationFailed(run_dir, f"unreadable output: {failure_reason(out)}"))
+            return
+        self.post_message(self.Evaluated(run_dir, result))
+
+    @on(Evaluated)
+    def on_evaluated(self, message: Evaluated) -> None:
+        self.evaluating = False
+        self.show_eval(message.result)
+
+    @on(EvaluationFailed)
+    def on_evaluation_failed(self, message: EvaluationFailed) -> None:
+        self.evaluating = False
+        results = self.query_one("#eval-results", Static)
+        results.update(Text(f"Evaluation of {message.run_dir.name} failed: {message.reason}"))
+        results.set_classes("error-text")
+
+    def show_eval(self, data: dict) -> None:
+        parts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in data.items())
+        results = self.query_one("#eval-results", Static)
+        results.update(Text(f"Held-out: {parts}"))
+        results.set_classes("")
+
+    # -- live view ----------------------------------------------------------------------------
+    def run_state(self) -> str:
+        run = self.training
+        if self.running:
+            return f"running (pid {run.record.pid})"
+        if (self.run_dir / "DONE").exists():
+            return "finished"
+        if run is not None and run.record.run_dir == self.run_dir and run.exit_code not in (None, 0):
+            return f"failed (exit {run.exit_code}; see {run.record.log})"
+        return "stopped (R resumes it)"
 
     def poll(self) -> None:
-        if self.run is None:
+        if self.run_dir is None:
             return
-        rows = self.run.read_metrics()
-        state = "running" if self.running else ("finished" if self.run.finished else "stopped")
-        if self.proc is not None and self.proc.poll() not in (None, 0):
-            state = f"failed (exit {self.proc.returncode}; see {self.run.log})"
-        latest = self.run.latest_checkpoint(warn=False)
-        info = f"Run {self.run.name}: {state}; last checkpoint: {latest.path.name if latest else 'none'}"
+        rows = read_metrics(self.run_dir / "metrics.jsonl")
+        ckpt_dir = self.run_dir / "checkpoints"
+        checkpoints = sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []
+        info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {checkpoints[-1] if checkpoints else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
-        if self.run.eval_report.exists():
-            data = json.loads(self.run.eval_report.read_text())
-            parts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in data.items())
-            self.query_one("#eval-results", Static).update(Text(f"Held-out: {parts}"))
+        eval_path = self.run_dir / "eval.json"
+        if eval_path.exists() and not self.evaluating and not self.query_one("#eval-results", Static).has_class(
+                "error-text"):
+            try:
+                self.show_eval(json.loads(eval_path.read_text()))
+            except (json.JSONDecodeError, OSError):
+                pass
         if not rows or len(rows) == self.shown_steps:
             return
         self.shown_steps = len(rows)
@@ -142,3 +284,11 @@ class TrainerScreen(Screen):
             if pts:
                 plt.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
         plot.refresh()
+
+
+def progress_of(run_dir: Path) -> str:
+    """`step 12/50` from a run's metrics, for the quit question."""
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    if not rows:
+        return "starting"
+    return f"step {rows[-1]['step']}/{rows[-1].get('total_steps') or '?'}"

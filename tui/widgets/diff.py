@@ -7,6 +7,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 from textual_diff_view import DiffView
 
+from engine.execution.sanitize import sanitize
+
 
 class DiffPane(VerticalScroll):
     split: reactive[bool] = reactive(True)
@@ -27,8 +29,15 @@ class DiffPane(VerticalScroll):
         if before == after:
             await self.mount(Static("The proposal is identical to the current script.", classes="placeholder"))
             return
-        await self.mount(DiffView("current/script.py", "proposed/script.py", before, after, split=self.split,
+        await self.mount(DiffView("current/script.py", "proposed/script.py", sanitize(before), sanitize(after), split=self.split,
                                   annotations=True))
+
+    async def clear(self) -> None:
+        """No proposal: what a new session shows until its first one."""
+        self.before = self.after = ""
+        self._change = -1
+        await self.remove_children()
+        await self.mount(Static("No proposal yet.", classes="placeholder"))
 
     def watch_split(self, split: bool) -> None:
         for view in self.query(DiffView):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Input, Static
 
 from engine.agents.analyzer import LABEL_NAMES, Classification
-from tui.messages import FeedbackSubmitted, LabelCommitted
 
 
 class FeedbackInput(Input):
@@ -17,7 +19,8 @@ class FeedbackInput(Input):
     ]
 
     def __init__(self, history: list[str], **kwargs) -> None:
-        super().__init__(placeholder="Your feedback (or accept: / redo: / edit: …), Enter to send", **kwargs)
+        super().__init__(placeholder="i: your feedback (or accept: / redo: / edit: …), Enter sends, Esc leaves",
+                         **kwargs)
         self.history = history
         self._pos = len(history)
 
@@ -38,11 +41,18 @@ class FeedbackInput(Input):
 class LabelConfirm(Static, can_focus=True):
     """Shows the label before it is committed; one key commits or overrides it."""
 
+    @dataclass
+    class Committed(Message):
+        """The user confirmed (or overrode) the analyzer's label."""
+
+        classification: Classification
+
     BINDINGS = [
-        Binding("enter", "commit", "Commit label", id="feedback.commit"),
-        Binding("a", "override('accepted')", "Accepted", id="feedback.accept"),
-        Binding("r", "override('redo')", "Redo", id="feedback.redo"),
-        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit"),
+        Binding("enter", "commit", "Commit", tooltip="Commit the label", id="feedback.commit"),
+        # The label line itself names a / r / e; the footer keeps its room for the screen's keys.
+        Binding("a", "override('accepted')", "Accepted", id="feedback.accept", show=False),
+        Binding("r", "override('redo')", "Redo", id="feedback.redo", show=False),
+        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit", show=False),
         Binding("escape", "discard", "Discard", id="feedback.discard"),
     ]
 
@@ -60,7 +70,7 @@ class LabelConfirm(Static, can_focus=True):
 
     def action_commit(self) -> None:
         if self.classification is not None:
-            self.post_message(LabelCommitted(self.classification))
+            self.post_message(self.Committed(self.classification))
         self._close()
 
     def action_override(self, label: str) -> None:
@@ -79,6 +89,12 @@ class LabelConfirm(Static, can_focus=True):
 
 
 class FeedbackBox(Vertical):
+    @dataclass
+    class Submitted(Message):
+        """Feedback text the user sent, before the analyzer reads it."""
+
+        text: str
+
     def __init__(self, history: list[str], **kwargs) -> None:
         super().__init__(**kwargs)
         self._history = history
@@ -98,7 +114,7 @@ class FeedbackBox(Vertical):
         box = self.query_one(FeedbackInput)
         box.remember(text)
         box.value = ""
-        self.post_message(FeedbackSubmitted(text))
+        self.post_message(self.Submitted(text))
 
     def confirm(self, classification: Classification) -> None:
         self.query_one(LabelConfirm).propose(classification)

@@ -7,7 +7,14 @@ from textual.binding import Binding
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓"}
+from engine.execution.sanitize import sanitize
+from engine.store.schema import StallInfo
+from tui.session_view import StepView, plural
+
+ICONS = {"pending": "·", "running": "▶", "review": "?", "accepted": "✓", "stalled": "!", "skipped": "–"}
+WORDS = {"pending": "to do", "running": "working", "review": "your review", "accepted": "accepted",
+         "stalled": "stalled", "skipped": "skipped"}
+LEGEND = "  ".join(f"{ICONS[k]} {WORDS[k]}" for k in ("running", "review", "accepted", "pending", "stalled", "skipped"))
 
 
 class PlanView(OptionList):
@@ -18,15 +25,18 @@ class PlanView(OptionList):
         Binding("G", "last", "Last", show=False, id="plan.last"),
     ]
 
-    def show_steps(self, steps: list[dict], current: int) -> None:
+    def show_steps(self, steps: tuple[StepView, ...], current: int, stall: StallInfo | None = None) -> None:
         self.clear_options()
         for i, step in enumerate(steps):
             text = Text()
-            status = step["status"]
-            text.append(f"{ICONS.get(status, '·')} ", style="bold" if i == current else "")
-            text.append(f"{i + 1}. ")
-            text.append(step["text"])  # model text: appended as plain text, never parsed as markup
-            text.append(f"\n   {status} · {step['cycles']} cycle{'s' if step['cycles'] != 1 else ''}", style="dim")
+            text.append(f"{ICONS.get(step.status, '·')} ", style="bold" if i == current else "")
+            text.append(f"{step.number}. ")
+            text.append(sanitize(step.text))  # model text: plain text, never markup nor terminal control
+            if step.status == "stalled":
+                detail = f"stalled after {plural(stall.attempts, 'attempt')}" if stall else "stalled"
+            else:
+                detail = f"{WORDS.get(step.status, step.status)} · {plural(step.cycles, 'cycle')}"
+            text.append(f"\n   {detail}", style="dim")
             self.add_option(Option(text, id=f"step-{i}"))
         if steps:
             self.highlighted = min(current, len(steps) - 1)

@@ -1,14 +1,16 @@
-"""The run log: capped, follow mode, search; vim keys to scroll."""
+"""The run log: wrapped, capped, follow mode, search; vim keys to scroll."""
 
 from __future__ import annotations
 
 from textual.binding import Binding
-from textual.widgets import Log
+
+from engine.execution.sanitize import sanitize
+from tui.widgets.wrapped_log import WrappedLog
 
 MAX_LINES = 5000
 
 
-class RunLog(Log):
+class RunLog(WrappedLog):
     BINDINGS = [
         Binding("j", "scroll_down", "Down", show=False, id="log.down"),
         Binding("k", "scroll_up", "Up", show=False, id="log.up"),
@@ -17,7 +19,7 @@ class RunLog(Log):
     ]
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(max_lines=MAX_LINES, highlight=False, auto_scroll=True, **kwargs)
+        super().__init__(max_lines=MAX_LINES, auto_scroll=True, **kwargs)
         self._search_from = 0
 
     @property
@@ -32,7 +34,8 @@ class RunLog(Log):
 
     def show_text(self, text: str) -> None:
         self.clear()
-        self.write_lines(text.splitlines())
+        self._search_from = 0
+        self.write_lines(sanitize(text).splitlines())
 
     def search(self, needle: str) -> int | None:
         """Scroll to the next line containing `needle` (case-insensitive); its index, or None."""
@@ -43,6 +46,6 @@ class RunLog(Log):
             if needle in lines[i].lower():
                 self._search_from = i + 1
                 self.auto_scroll = False
-                self.scroll_to(y=max(0, i - 2), animate=False)
+                self.scroll_to(y=max(0, self.row_of_line(i) - 2), animate=False)
                 return i
         return None

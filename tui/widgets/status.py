@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui.session_view import plural
+
 
 class StatusBar(Static):
     teachers: reactive[str] = reactive("")
@@ -15,7 +17,7 @@ class StatusBar(Static):
     author: reactive[str] = reactive("")
 
     def render(self) -> Text:
-        parts = [f"⚙ {self.activity}", f"teachers: {self.teachers or '…'}", f"dataset: {self.rows} rows"]
+        parts = [f"⚙ {self.activity}", f"teachers: {self.teachers or '…'}", f"dataset: {plural(self.rows, 'row')}"]
         if self.attempts:
             parts.append(self.attempts)
         if self.author:

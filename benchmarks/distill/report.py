@@ -1,0 +1,97 @@
+"""The experiment's outputs: distill.json, a Markdown table for README, and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.store.atomic import atomic_write_text
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci or ci[0] != ci[0] else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def markdown(result: dict) -> str:
+    p = result["profile"]
+    lines = [
+        f"Held-out tasks: {result['held_out_tasks']}; seeds: {len(result['seeds'])}; rounds: {len(result['rounds'])}; "
+        f"variants trained on round 0's {result['rounds'][0]['complete_rows']} rows "
+        f"({result['rounds'][0]['steps_accepted']} accepted steps). Greedy pass@1 with 95% intervals "
+        f"(bootstrap over tasks and seeds); Δ vs SFT paired by seed and task.",
+        "",
+        "| student | pass@1 | well-formed | Δ pass@1 vs SFT | p | cycles to accept (accepted / tried) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, v in result["variants"].items():
+        vs = v.get("vs_sft")
+        delta = "" if not vs else f"{100 * vs['diff']:+.1f} pts{_ci(vs['ci95'])}"
+        pval = "" if not vs else f"{vs['p_value']:.2f}"
+        cyc = v.get("cycles")
+        cycles = "–" if not cyc else (f"{cyc['mean_cycles_accepted']:.1f} ({cyc['accepted']}/{cyc['tasks']})"
+                                      if cyc["mean_cycles_accepted"] is not None else f"– (0/{cyc['tasks']})")
+        lines.append(f"| {name} | {_pct(v['pass_at_1'])}{_ci(v['ci95'])} | {_pct(v['well_formed'])} | {delta} | "
+                     f"{pval} | {cycles} |")
+    lines += ["", "| round | collected with | tasks | accepted | rows (complete) | student negatives | "
+                  + " | ".join(f"{v} pass@1" for v in result["round_variants"]) + " |",
+              "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in result["round_variants"]) + " |"]
+    for r in result["rounds"]:
+        cells = [f"{_pct(r['variants'][v]['pass_at_1'])}{_ci(r['variants'][v]['ci95'])}" if v in r["variants"] else "–"
+                 for v in result["round_variants"]]
+        lines.append(f"| {r['round']} | {r['collected_with']} | {r['tasks']} | {r['accepted']} | {r['rows']} "
+                     f"({r['complete_rows']}) | {r['student_negatives']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Profile `{p['name']}`: {p['train_tasks_per_round']} train tasks per round, {p['train_steps']} "
+                  f"steps × {p['batch_size']} rows per run, LoRA r={p['lora_r']}, lr {p['lr']}; "
+                  f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    names = list(result["variants"])
+    means = [100 * result["variants"][n]["pass_at_1"] for n in names]
+    lows = [m - 100 * result["variants"][n]["ci95"][0] for m, n in zip(means, names)]
+    highs = [100 * result["variants"][n]["ci95"][1] - m for m, n in zip(means, names)]
+    colours = ["#888888" if n == "base" else "#4477aa" if n in ("sft", "orpo", "kd") else "#cc6677" for n in names]
+    left.bar(names, means, yerr=[lows, highs], capsize=4, color=colours)
+    left.set_ylabel("held-out pass@1 (%)")
+    left.set_title(f"Round 0: every variant on the same rows ({len(result['seeds'])} seeds)")
+    left.tick_params(axis="x", rotation=30)
+    for v in result["round_variants"]:
+        xs, ys, lo, hi = [], [], [], []
+        for r in result["rounds"]:
+            if v in r["variants"]:
+                fig_v = r["variants"][v]
+                xs.append(r["round"])
+                ys.append(100 * fig_v["pass_at_1"])
+                lo.append(100 * fig_v["ci95"][0])
+                hi.append(100 * fig_v["ci95"][1])
+        right.plot(xs, ys, marker="o", label=v)
+        right.fill_between(xs, lo, hi, alpha=0.2)
+    right.axhline(100 * result["variants"]["base"]["pass_at_1"], color="#888888", linestyle="--", label="base")
+    right.set_xlabel("round")
+    right.set_xticks(range(len(result["rounds"])))
+    right.set_title("Rounds: collect with the student, continue training")
+    right.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(result: dict, out_dir: Path, stem: str = "distill") -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
+    atomic_write_text(paths["json"], json.dumps(result, indent=1) + "\n")
+    atomic_write_text(paths["markdown"], markdown(result))
+    plot(result, paths["png"])
+    return paths

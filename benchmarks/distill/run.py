@@ -1,0 +1,230 @@
+"""The experiment's stages in order; every stage skips what a previous (killed) run finished."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from engine.tasks import HELD_OUT, TRAIN, tasks
+from engine.store.atomic import atomic_write_text
+from engine.tasks.task import Task
+
+from . import report, stats
+from .collect import THREADS, collect_round, read_log, run_phase, write_config
+from .profile import DEFAULT_STUDENT, PROFILES, with_overrides
+from .students import evaluate, export_base, export_student_gguf, match_check, release, train_variant
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def log(message: str) -> None:
+    print(f"== {message}", file=sys.stderr, flush=True)
+
+
+def spread(items: list[Task]) -> list[Task]:
+    """Round-robin over templates, so that any prefix covers as many templates (and categories) as it can."""
+    by_template: dict[str, list[Task]] = {}
+    for task in items:
+        by_template.setdefault(task.template, []).append(task)
+    out: list[Task] = []
+    depth = max(len(v) for v in by_template.values())
+    for i in range(depth):
+        out += [v[i] for v in by_template.values() if i < len(v)]
+    return out
+
+
+def train_order(first_templates: tuple[str, ...] = (), seed: int = 12) -> list[Task]:
+    """Train tasks in a fixed order: shuffled, then spread over templates, so each round's slice differs;
+    the tasks of `first_templates` go first (the quick profile starts where the teacher can succeed)."""
+    train = tasks(TRAIN)
+    random.Random(seed).shuffle(train)
+    first = [t for t in train if t.template in first_templates]
+    return spread(first) + spread([t for t in train if t.template not in first_templates]) if first else spread(train)
+
+
+def outcomes(rows: list[dict], key: str = "passed") -> list[float]:
+    return [1.0 if r[key] else 0.0 for r in rows]
+
+
+def summarize(evals: dict[int, list[dict]]) -> dict:
+    """Figures of one student kind from its evaluations by seed."""
+    seeds = sorted(evals)
+    passed = [outcomes(evals[s]) for s in seeds]
+    formed = [outcomes(evals[s], "well_formed") for s in seeds]
+    mean, ci = stats.mean_ci(passed)
+    wf, wf_ci = stats.mean_ci(formed)
+    return {"pass_at_1": mean, "ci95": ci, "well_formed": wf, "well_formed_ci95": wf_ci,
+            "per_seed": {str(s): sum(p) / len(p) for s, p in zip(seeds, passed)}, "_matrix": passed}
+
+
+def cycles_for(name: str, gguf: Path, cyc_tasks: list[Task], work: Path, teacher_model: str, profile) -> dict:
+    """Sessions on held-out tasks with the student as the only worker; the reviewer as the user."""
+    base = work / "cycles" / name
+    config = write_config(base / "config.toml", teacher_model, gguf, "off", worker="student",
+                          worker_max_tokens=profile.eval_max_tokens)
+    rows = run_phase(cyc_tasks, config, base / "data", base / "tasks", base / "episodes.jsonl",
+                     max_reviews=profile.max_reviews, seed=0, desc=f"cycles to accept: {name}")
+    release(gguf)
+    accepted = [r for r in rows if r.get("accepted")]
+    return {"tasks": len(rows), "accepted": len(accepted),
+            "mean_cycles_accepted": sum(r["cycles"] for r in accepted) / len(accepted) if accepted else None,
+            "mean_cycles_all": sum(r.get("cycles", 0) for r in rows) / len(rows) if rows else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="experiment_distill.py", description="SFT, ORPO, KD and DORPO students "
+                                     "on the same rows, measured on held-out tasks, over rounds (issue #12)")
+    parser.add_argument("--quick", action="store_true", help="the small profile (pipeline check, < 10 min idle)")
+    parser.add_argument("--work", type=Path, default=None, help="state of the run (resumable); default "
+                        "benchmarks/results/work/distill-PROFILE")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where distill.json/.md/.png go "
+                        "(default benchmarks/results, or benchmarks/results/quick with --quick)")
+    parser.add_argument("--teacher-model", default="", help="teacher GGUF (default: the bundled SmolLM2-135M)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of training seeds")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--held-out", type=int, default=None, help="held-out tasks (0: all 64)")
+    parser.add_argument("--train-tasks", type=int, default=None, help="train tasks collected per round")
+    parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp and torch (0: all cores); "
+                        "1 is faster when other work keeps the cores busy")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        THREADS["n"] = args.threads
+    profile = PROFILES["quick" if args.quick else "full"]
+    profile = with_overrides(profile, seeds=tuple(range(args.seeds)) if args.seeds else None, rounds=args.rounds,
+                             held_out=args.held_out, train_tasks_per_round=args.train_tasks,
+                             train_steps=args.train_steps)
+    work = args.work or ROOT / "benchmarks" / "results" / "work" / f"distill-{profile.name}"
+    out_dir = args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if args.quick else "")
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    saved = work / "profile.json"
+    if saved.exists() and json.loads(saved.read_text()) != json.loads(json.dumps(profile.as_dict())):
+        print(f"{work} holds a run with other sizes ({saved}); pass another --work or the same options",
+              file=sys.stderr)
+        return 2
+    saved.write_text(json.dumps(profile.as_dict(), indent=1))
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+    held = spread(tasks(HELD_OUT))[: profile.held_out or None]
+    order = train_order(profile.first_templates)
+    needed = profile.train_tasks_per_round * profile.rounds
+    if needed > len(order):
+        print(f"{profile.rounds} rounds of {profile.train_tasks_per_round} tasks need {needed} train tasks; "
+              f"the suite has {len(order)}", file=sys.stderr)
+        return 2
+    cyc_tasks = held[: profile.cycles_tasks]
+    log(f"profile {profile.name}: {len(held)} held-out tasks, {profile.rounds} rounds of "
+        f"{profile.train_tasks_per_round} train tasks, seeds {list(profile.seeds)}, work in {work}")
+
+    base_gguf = export_base(work / "students" / "base")
+    base_eval = evaluate(base_gguf, held, work / "eval" / "base.jsonl", max_tokens=profile.eval_max_tokens,
+                         desc="eval: base")
+    cycles = {"base": cycles_for("base", base_gguf, cyc_tasks, work, args.teacher_model, profile)}
+
+    rounds, previous, collector = [], {}, None
+    per_round: list[dict[str, dict[int, list[dict]]]] = []
+    for k in range(profile.rounds):
+        round_dir = work / f"round{k}"
+        log(f"round {k}: collect with {'the teacher' if collector is None else 'the round ' + str(k - 1) + ' student'}")
+        slice_ = order[k * profile.train_tasks_per_round:(k + 1) * profile.train_tasks_per_round]
+        summary = collect_round(round_dir, slice_, args.teacher_model, collector, max_reviews=profile.max_reviews,
+                                seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320))
+        if collector is not None:
+            release(collector)
+        names = profile.variants if k == 0 else profile.round_variants
+        evals: dict[str, dict[int, list[dict]]] = {}
+        current = {}
+        next_collector = None
+        for variant in names:
+            for seed in profile.seeds:
+                name = f"{variant}-s{seed}"
+                init = previous.get(name)
+                keep = variant == DEFAULT_STUDENT and seed == profile.seeds[0]
+                if summary["complete_rows"] == 0:  # nothing accepted: the student stays what it was
+                    log(f"round {k}: no accepted step to train on; {name} carries over")
+                    current[name] = init
+                    evals.setdefault(variant, {})[seed] = per_round[-1][variant][seed] if k else base_eval
+                    if keep and k + 1 < profile.rounds:
+                        next_collector = collector
+                    continue
+                log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
+                run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
+                current[name] = run
+                student_dir = round_dir / "students" / name
+                eval_log = round_dir / "eval" / f"{name}.jsonl"
+                done = len(read_log(eval_log)) >= len(held)
+                wants_cycles = seed == profile.seeds[0] and variant in (profile.cycles_variants if k == 0
+                                                                       else profile.round_variants)
+                cycles_log = work / "cycles" / f"round{k}-{name}" / "episodes.jsonl"
+                cycles_done = len(read_log(cycles_log)) >= len(cyc_tasks)
+                gguf = student_dir / "student.gguf"
+                match_file = work / "round0" / "match.json"
+                wants_match = keep and k == 0 and not match_file.exists()
+                next_log = work / f"round{k + 1}" / "collect.jsonl"
+                collects = keep and k + 1 < profile.rounds and len(read_log(next_log)) < profile.train_tasks_per_round
+                if not done or collects or wants_match or (wants_cycles and not cycles_done):
+                    gguf = export_student_gguf(run, student_dir)
+                evals.setdefault(variant, {})[seed] = evaluate(gguf, held, eval_log, max_tokens=profile.eval_max_tokens,
+                                                               desc=f"round {k}: eval {name}")
+                if wants_match:
+                    log("check: the GGUF student answers as the transformers student does")
+                    atomic_write_text(match_file, json.dumps(match_check(run, gguf, held[: profile.match_tasks],
+                                                                         profile.match_tokens)))
+                if wants_cycles:
+                    cycles[f"{variant}@{k}"] = cycles_for(f"round{k}-{name}", gguf, cyc_tasks, work,
+                                                          args.teacher_model, profile)
+                if keep and k + 1 < profile.rounds:
+                    next_collector = gguf  # (not written again once the next round is collected)
+                if not collects and gguf.exists():
+                    gguf.unlink()  # 0.5 GB; the eval log holds what is needed
+        previous = {**previous, **{n: r for n, r in current.items() if r is not None}}
+        if collector is not None and collector != next_collector:
+            collector.unlink(missing_ok=True)  # its round is collected
+        collector = next_collector
+        per_round.append(evals)
+        rounds.append({"round": k, "collected_with": "teacher" if "teacher" in summary["modes"] else
+                       f"{DEFAULT_STUDENT}-s{profile.seeds[0]} of round {k - 1} (side-chain, then student-first)", **summary,
+                       "variants": {v: {key: val for key, val in summarize(e).items() if key != "_matrix"}
+                                    for v, e in evals.items()}})
+
+    base = summarize({0: base_eval})
+    variants = {"base": {**{k: v for k, v in base.items() if k != "_matrix"}, "cycles": cycles.get("base")}}
+    round0 = {v: summarize(e) for v, e in per_round[0].items()}
+    for v, fig in round0.items():
+        entry = {k: val for k, val in fig.items() if k != "_matrix"}
+        if v != "sft" and "sft" in round0:
+            entry["vs_sft"] = stats.paired(fig["_matrix"], round0["sft"]["_matrix"])
+        entry["vs_base"] = stats.paired(fig["_matrix"], [base["_matrix"][0]] * len(fig["_matrix"]))
+        entry["cycles"] = cycles.get(f"{v}@0")
+        variants[v] = entry
+    last = profile.rounds - 1
+    final = {v: {**{k: val for k, val in summarize(e).items() if k != "_matrix"}, "cycles": cycles.get(f"{v}@{last}")}
+             for v, e in per_round[-1].items()}
+    result = {
+        "held_out_tasks": len(held), "held_out_task_ids": [t.id for t in held],
+        "seeds": list(profile.seeds), "rounds": rounds, "variants": variants, "variants_round": 0,
+        "final_round": {"round": last, "variants": final},
+        "round_variants": list(profile.round_variants),
+        "match_check": json.loads((work / "round0" / "match.json").read_text())
+        if (work / "round0" / "match.json").exists() else None,
+        "teacher": args.teacher_model or "SmolLM2-135M-Instruct Q4_1 (bundled)",
+        "student": "SmolLM2-135M-Instruct (float32 from the bundled GGUF), LoRA; evaluated as F32 GGUF on llama.cpp",
+        "profile": profile.as_dict(), "minutes_last_invocation": (time.time() - started) / 60,
+        "load_average": os.getloadavg(),
+    }
+    paths = report.write(result, out_dir)
+    log(f"wrote {', '.join(str(p) for p in paths.values())}")
+    print(json.dumps({k: result[k] for k in ("held_out_tasks", "seeds")} | {
+        "rounds": [{"round": r["round"], "complete_rows": r["complete_rows"],
+                    **{v: r["variants"][v]["pass_at_1"] for v in r["variants"]}} for r in rounds],
+        "variants": {k: {"pass_at_1": v["pass_at_1"], "ci95": v["ci95"]} for k, v in variants.items()}}))
+    return 0

@@ -1,0 +1,74 @@
+"""Agent calls: an agent's teachers in order, the next one taking over when one cannot be reached.
+
+Also builds the typed records of what came back (`output_record`, `logprob_record`), so that every
+row's provenance is written in one place.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from engine.agents.call import sampling_for
+from engine.config import Config
+from engine.errors import TeacherError, TeacherUnavailable
+from engine.logprobs import TokenLogprobs
+from engine.session.events import EventKind, EventSink, SessionEvent, ignore
+from engine.store.schema import Agent, LogprobRecord, LogprobSource, Output
+from engine.store.store import DatasetStore, now_iso
+from engine.teachers.base import Generation, Message, ModelIdentity, Teacher, TokenCallback
+from engine.teachers.pool import TeacherPool
+
+
+class AgentCalls:
+    def __init__(self, pool: TeacherPool, config: Config) -> None:
+        self.pool = pool
+        self.config = config
+
+    def ask(
+        self,
+        agent: str,
+        messages: list[Message],
+        *,
+        cycle: int,
+        teachers: list[Teacher] | None = None,
+        on_token: TokenCallback | None = None,
+        cancel: threading.Event | None = None,
+        emit: EventSink = ignore,
+        top_logprobs: bool = True,
+    ) -> tuple[Generation, Teacher]:
+        """The first teacher that answers; `TeacherUnavailable` hands over to the next, any other
+        teacher error stops the call. Each cycle samples with its own seed."""
+        teachers = teachers if teachers is not None else self.pool.for_agent(agent)
+        last: TeacherError | None = None
+        for teacher in teachers:
+            tcfg = self.config.teacher(teacher.identity.name)
+            sampling = sampling_for(self.config.sampling[agent], seed=tcfg.seed + cycle,
+                                    top_logprobs=tcfg.top_logprobs if top_logprobs else 0)
+            try:
+                return teacher.generate(messages, sampling, on_token=on_token, cancel=cancel), teacher
+            except TeacherUnavailable as err:
+                last = err
+                emit(SessionEvent(EventKind.NOTE, f"{agent}: {err}; trying the next teacher"))
+        if last is None:
+            raise TeacherUnavailable(f"the {agent} has no teachers configured")
+        raise last
+
+
+def identity_of(gen: Generation, teacher: Teacher) -> ModelIdentity:
+    return gen.identity or teacher.identity
+
+
+def output_record(gen: Generation, teacher: Teacher, agent: Agent, cycle: int, *, reasoning: str = "",
+                  script: str = "") -> Output:
+    return Output(text=gen.text, reasoning=reasoning, script=script, agent=agent, teacher=identity_of(gen, teacher),
+                  sampling=gen.sampling, cycle=cycle, created_at=now_iso(),
+                  prompt_version=getattr(gen, "prompt_version", "") or "",
+                  constraint=getattr(gen, "constraint", "") or "")
+
+
+def logprob_record(store: DatasetStore, lp: TokenLogprobs, *, source: LogprobSource, scorer: ModelIdentity,
+                   prompt_sha: str, constraint: str = "", blob: str | None = None) -> LogprobRecord:
+    """Store the arrays (unless `blob` already names them) and describe them."""
+    blob = blob or store.put_logprobs(lp)
+    return LogprobRecord(blob=blob, n_tokens=len(lp), k=lp.k, has_ids=lp.has_ids, source=source, scorer=scorer,
+                         prompt_sha=prompt_sha, constraint=constraint)

@@ -1,0 +1,101 @@
+"""One task of the suite as a headless session, with the automatic reviewer as the user.
+
+The loop is `shake session`'s (engine/cli.py `cmd_session`): plan, then propose -> review -> the
+analyzer labels the reviewer's words -> apply the feedback, until the step is accepted, the reviewer
+has answered `max_reviews` times, or the worker's attempts run out. The reviewer's words go through
+the real feedback analyzer; when its label differs from what the reviewer meant, the reviewer
+overrides it as a user would in the app (one key), and the disagreement is counted.
+
+Resumable: the session of a task is found again by its script path (`WORKDIR/<task id>/<file>`), so
+a killed episode continues from the session's last saved state instead of starting over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from engine.agents.analyzer import Classification
+from engine.config import Config
+from engine.errors import AttemptsExhausted
+from engine.session import Session, SessionEvent
+from engine.store import DatasetStore
+from engine.tasks.reviewer import Review, Reviewer
+from engine.tasks.task import Task
+from engine.teachers.pool import TeacherPool
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    task_id: str
+    session_id: str
+    accepted: bool
+    cycles: int  # worker cycles of the step when it ended (error cycles included)
+    reviews: int
+    analyzer_agreed: int  # reviews whose analyzer label was what the reviewer meant
+    analyzer_asked: int
+    cheats: int  # reviews in which the structural check found a cheat
+    stalled: bool  # the worker's attempts ran out
+    first_passed: bool  # the first proposal passed the hidden checks
+    last_problem: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_script_path(workdir: Path, task: Task) -> Path:
+    return Path(workdir) / task.id / task.filename
+
+
+def _find_session(store: DatasetStore, path: Path) -> str | None:
+    wanted = str(path.resolve())
+    for sid in store.session_ids():
+        if store.load_state(sid).script_path == wanted:
+            return sid
+    return None
+
+
+def run_episode(store: DatasetStore, pool: TeacherPool, config: Config, task: Task, workdir: Path, *,
+                max_reviews: int = 3, seed: int = 0, emit: Callable[[SessionEvent], None] | None = None,
+                on_review: Callable[[Review, Classification], None] | None = None) -> EpisodeResult:
+    path = task_script_path(workdir, task)
+    session_id = _find_session(store, path) if path.exists() else None
+    if session_id is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(task.script, encoding="utf-8")
+        session = Session.start(store, pool, config, path, task.request)
+    else:
+        session = Session.resume(store, pool, config, session_id)
+    reviewer = Reviewer(task, config.runner, seed=seed)
+    reviews = sum(1 for r in store.rows(session.id) if r.rejected and r.rejected.kind in ("redo", "further_edit"))
+    agreed = asked = cheats = 0
+    stalled = False
+    first_passed = False
+    last_problem = None
+    if session.status == "planning":
+        session.plan(emit=emit, max_steps=1)
+    while session.status != "done" and reviews < max_reviews:
+        try:
+            proposal = session.propose(emit=emit)
+        except AttemptsExhausted as err:
+            stalled, last_problem = True, str(err)
+            break
+        review = reviewer.review(proposal.script, proposal.cycle, base_script=proposal.base_script)
+        if reviews == 0:
+            first_passed = review.passed
+        label = session.classify(review.feedback)
+        if label.source != "explicit":
+            asked += 1
+            agreed += label.label == review.label
+        if label.label != review.label:  # the user overrides the analyzer's label before it is committed
+            label = Classification(review.label, "user", review.feedback, label.raw)
+        if on_review is not None:
+            on_review(review, label)
+        cheats += review.cheat is not None
+        last_problem = review.problem
+        session.apply_feedback(label, emit=emit)
+        reviews += 1
+    cycles = session.steps[0].cycles if session.steps else 0
+    return EpisodeResult(task.id, session.id, session.status == "done", cycles, reviews, agreed, asked, cheats,
+                         stalled, first_passed, last_problem)

@@ -1,0 +1,66 @@
+"""The distillation experiment's --quick profile end to end (the pipeline, not the figures)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.distill import stats  # noqa: E402
+from benchmarks.distill.profile import VARIANTS, variant_settings  # noqa: E402
+
+
+def test_variants_are_the_losses_the_issue_names():
+    assert variant_settings("sft") == {"no_kd": True, "lam": 0.0}  # NLL on chosen
+    assert variant_settings("orpo") == {"no_kd": True, "lam": 0.1}  # TRL's ORPO: NLL + beta * OR
+    assert variant_settings("kd") == {"no_kd": False, "lam": 0.0}
+    assert variant_settings("dorpo_0.5") == {"no_kd": False, "lam": 0.5}
+    assert set(VARIANTS) == {"sft", "orpo", "kd", "dorpo_0.05", "dorpo_0.1", "dorpo_0.5"}
+    with pytest.raises(ValueError):
+        variant_settings("dpo")
+
+
+def test_intervals_and_the_paired_comparison():
+    same = [[1, 0, 1, 0, 1, 1, 0, 0]] * 3
+    mean, ci = stats.mean_ci(same)
+    assert mean == 0.5 and ci[0] < 0.5 < ci[1]
+    assert stats.mean_ci([[1] * 10])[1] == [1.0, 1.0]
+    tie = stats.paired(same, same)
+    assert tie["diff"] == 0 and tie["p_value"] == 1.0
+    better = stats.paired([[1] * 30] * 3, [[0] * 30] * 3)
+    assert better["diff"] == 1.0 and better["p_value"] < 0.001 and better["tasks_better"] == 30
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_quick_profile_runs_the_whole_pipeline_and_resumes(tmp_path):
+    from benchmarks.distill.run import main
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert main(["--quick", "--work", str(work), "--out-dir", str(out)]) == 0
+    result = json.loads((out / "distill.json").read_text())
+    assert {"held_out_tasks", "seeds", "rounds", "variants"} <= set(result)
+    assert set(result["variants"]) == {"base", *VARIANTS}
+    for name, figures in result["variants"].items():
+        assert 0.0 <= figures["pass_at_1"] <= 1.0 and len(figures["ci95"]) == 2, name
+        assert figures["ci95"][0] <= figures["pass_at_1"] <= figures["ci95"][1], name
+    assert len(result["rounds"]) == 2
+    if result["rounds"][0]["complete_rows"]:  # round 1 collects with the round-0 student
+        assert result["rounds"][1]["modes"] == {"side-chain": 2, "student-first": 1}
+    assert (out / "distill.png").read_bytes()[:4] == b"\x89PNG" and "| student |" in (out / "distill.md").read_text()
+    # every stage left its resumable record: collection logs, finished runs, one eval line per task
+    assert len((work / "round0" / "collect.jsonl").read_text().splitlines()) == 3
+    trained = sorted(p.name for p in (work / "round0" / "runs").iterdir() if (p / "DONE").exists())
+    if result["rounds"][0]["complete_rows"]:
+        assert trained == sorted(f"{v}-s0" for v in VARIANTS)
+        assert json.loads((work / "round1" / "runs" / "dorpo_0.1-s0" / "config.json").read_text())["init_from"] \
+            == str(work / "round0" / "runs" / "dorpo_0.1-s0")
+    assert not list(work.rglob("*.gguf.tmp")) and len(list(work.rglob("student.gguf"))) <= 2  # big files cleaned
+    # a second run finds everything done and writes the same figures
+    assert main(["--quick", "--work", str(work), "--out-dir", str(out)]) == 0
+    again = json.loads((out / "distill.json").read_text())
+    assert again["variants"] == result["variants"]
