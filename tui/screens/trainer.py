@@ -25,6 +25,7 @@ from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from engine.student.runs import RunDir
 from tui import train_settings
 from tui.training import launch, remember, request_stop
 
@@ -251,9 +252,8 @@ class TrainerScreen(Screen):
         if self.run_dir is None:
             return
         rows = read_metrics(self.run_dir / "metrics.jsonl")
-        ckpt_dir = self.run_dir / "checkpoints"
-        checkpoints = sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []
-        info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {checkpoints[-1] if checkpoints else 'none'}"
+        latest = RunDir(self.run_dir).latest_checkpoint(warn=False)  # COMPLETE ones only: a partial save is no checkpoint
+        info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {latest.path.name if latest else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
         eval_path = self.run_dir / "eval.json"
         if eval_path.exists() and not self.evaluating and not self.query_one("#eval-results", Static).has_class(
