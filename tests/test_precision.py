@@ -164,7 +164,8 @@ row_shapes = st.lists(st.tuples(st.integers(1, 9), st.integers(1, 7), st.integer
 def test_a_packed_row_scores_like_two_separate_sequences(tiny_model, shapes, seed):
     gen = torch.Generator().manual_seed(seed)
     ids = lambda n: torch.randint(1, 5000, (n,), generator=gen).tolist()  # noqa: E731
-    examples = [Example(f"r{i}", ids(p), ids(c), ids(r) if r else None, None) for i, (p, c, r) in enumerate(shapes)]
+    examples = [Example(f"r{i}", f"s:{i}", ids(p), ids(c), ids(r) if r else None, None)
+                for i, (p, c, r) in enumerate(shapes)]
     with torch.no_grad():
         chosen, rejected = packed_logps(tiny_model, examples)
         want_c = torch.cat([separate_logps(tiny_model, ex.prompt_ids, ex.chosen_ids) for ex in examples])
