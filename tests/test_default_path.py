@@ -206,7 +206,8 @@ def data_export(walk: Walk) -> None:
     import pyarrow.parquet as pq
 
     table = pq.read_table(walk.home / "rows.parquet")
-    assert table.num_rows == n and {"prompt", "chosen", "rejected", "chosen_logprobs"} <= set(table.column_names)
+    paired = sum(r["rejected"] is not None for r in records)  # a step accepted on its first cycle has none
+    assert table.num_rows == paired and {"prompt", "chosen", "rejected", "chosen_logprobs"} <= set(table.column_names)
 
 
 @step("shake data export --hf DIR")

@@ -135,7 +135,7 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
     ids = torch.tensor([tokenizer.encode("print('hello')")])
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)
-    with pytest.raises(TrainError, match="not empty"):
+    with pytest.raises(TrainError, match="not an empty directory"):
         export_student(result.run_dir, tmp_path / "export")
 
 
@@ -201,13 +201,17 @@ def test_two_processes_with_gloo(dataset, tiny_student, tmp_path, monkeypatch):
 
 
 @settings(max_examples=50, deadline=None)
-@given(ids=st.lists(st.text("0123456789abcdef", min_size=12, max_size=12), min_size=2, max_size=20, unique=True),
+@given(steps=st.lists(st.text("0123456789abcdef", min_size=12, max_size=12), min_size=2, max_size=20, unique=True),
+       rows_per_step=st.lists(st.integers(1, 3), min_size=20, max_size=20),
        fraction=st.floats(0.01, 0.99))
-def test_a_hold_out_keeps_one_row_on_each_side(ids, fraction):
-    """With two rows or more and an eval fraction, `shake eval` has a held-out row and training a row."""
+def test_a_hold_out_keeps_one_step_on_each_side(steps, rows_per_step, fraction):
+    """With two steps or more and an eval fraction, `shake eval` has a held-out step and training one;
+    the rows of a step stay on one side (they share prompt and chosen), whatever the row order."""
     from trainer.data import Example, split
 
-    examples = [Example(i, [1], [2], None, None) for i in ids]
+    examples = [Example(f"{key}-{n}", f"{key}:0", [1], [2], None, None)
+                for key, count in zip(steps, rows_per_step) for n in range(count)]
     train, held = split(examples, fraction)
-    assert held and train and sorted(e.row_id for e in train + held) == sorted(ids)
+    assert held and train and sorted(e.row_id for e in train + held) == sorted(e.row_id for e in examples)
+    assert not {e.step_key for e in train} & {e.step_key for e in held}
     assert {e.row_id for e in split(list(reversed(examples)), fraction)[1]} == {e.row_id for e in held}  # order-free
