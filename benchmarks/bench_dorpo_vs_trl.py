@@ -86,20 +86,27 @@ def build_dataset(data_dir: Path) -> None:
     from engine.agents import worker
     from engine.config import TeacherConfig
     from engine.store import DatasetStore
+    from engine.store.schema import (Chosen, LogprobRecord, LogprobSource, Prompt, Rejected, RejectedKind, Row,
+                                     SessionState, messages_of)
     from engine.teachers.embedded import EmbeddedTeacher
 
     teacher = EmbeddedTeacher(TeacherConfig(name="smollm2", top_logprobs=20))
     with DatasetStore(data_dir) as store:
-        sid = store.create_session({"status": "done"})
+        sid = store.create_session(SessionState(script_path="/bench.py", request="header", original_script=script(0),
+                                                current_script=script(0)))
         for i in range(8):
             messages = worker.worker_messages("Add a header line and right-align the columns.", script(i))
+            prompt = Prompt(messages_of(messages), "Add a header line and right-align the columns.", script(i))
             chosen = f"REASONING: I add a header and keep the table.\n```python\nprint('  k     k^2')\n{script(i)}```\n"
             rejected = f"REASONING: I print more.\n```python\n{script(i, broken=True)}```\n"
-            blob = store.put_logprobs(teacher.score(messages, chosen, top_logprobs=20))
-            row = {"step_index": i, "step": "header", "cycle": 1,
-                   "prompt": {"messages": messages, "instruction": "x", "script": script(i)},
-                   "rejected": {"kind": "error", "text": rejected},
-                   "chosen": {"text": chosen, "logprobs": {"blob": blob, "source": "rescored"}}}
+            scored = teacher.score(messages, chosen, top_logprobs=20)
+            blob = store.put_logprobs(scored)
+            record = LogprobRecord(blob=blob, n_tokens=len(scored), k=scored.k, has_ids=scored.has_ids,
+                                   source=LogprobSource.RESCORED, scorer=teacher.identity, prompt_sha=prompt.sha)
+            row = Row(step_index=i, step="header", cycle=1, prompt=prompt,
+                      rejected=Rejected(text=rejected, teacher=teacher.identity, cycle=1, created_at="t",
+                                        kind=RejectedKind.ERROR),
+                      chosen=Chosen(text=chosen, teacher=teacher.identity, cycle=1, created_at="t", logprobs=record))
             store.commit(sid, new_rows=[row])
 
 
