@@ -60,6 +60,18 @@ def test_a_bad_precision_is_one_clear_message(dataset, tiny_student, tmp_path):
               progress=False, log=lambda m: None)
 
 
+def test_shake_train_takes_precision_and_refuses_a_bad_one(shake_env, capsys):
+    from tui.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--precision" in capsys.readouterr().out
+    rc = main(["train", "--precision", "fp8", "--run-dir", str(shake_env / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--precision is auto, fp32, bf16 or fp16" in err and err.count("\n") == 1
+    assert not (shake_env / "r").exists()  # refused before anything is written
+
+
 def test_frozen_base_in_bf16_lora_and_optimizer_state_in_fp32(tiny_student):
     from trainer.student import add_lora, load_base_model
 
