@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.agents import worker  # noqa: E402
-from engine.config import TeacherConfig  # noqa: E402
+from engine.config import TeacherConfig, default_of  # noqa: E402
 from engine.teachers.base import SamplingParams  # noqa: E402
 from engine.teachers.embedded import EmbeddedTeacher, default_gguf_path  # noqa: E402
 
@@ -37,8 +37,9 @@ def median_time(fn) -> tuple[float, object]:
 
 
 def main() -> None:
-    teacher = EmbeddedTeacher(TeacherConfig(name="smollm2", top_logprobs=20))
-    sampling = SamplingParams(temperature=0.0, max_tokens=256, top_logprobs=20)
+    top = default_of(TeacherConfig, "top_logprobs")
+    teacher = EmbeddedTeacher(TeacherConfig(name="smollm2", top_logprobs=top))
+    sampling = SamplingParams(temperature=0.0, max_tokens=256, top_logprobs=top)
     teacher.generate(MESSAGES, sampling)  # warm-up
     t_with, gen_with = median_time(lambda: teacher.generate(MESSAGES, sampling, capture_logprobs=True))
     t_without, gen_without = median_time(lambda: teacher.generate(MESSAGES, sampling, capture_logprobs=False))
@@ -48,7 +49,7 @@ def main() -> None:
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(default_gguf_path()), n_ctx=2048, logits_all=True, verbose=False)
-    run = lambda: llm.create_chat_completion(MESSAGES, temperature=0.0, max_tokens=256, logprobs=True, top_logprobs=20)  # noqa: E731
+    run = lambda: llm.create_chat_completion(MESSAGES, temperature=0.0, max_tokens=256, logprobs=True, top_logprobs=top)  # noqa: E731
     run()
     t_builtin, reply = median_time(run)
     builtin_tokens = reply["usage"]["completion_tokens"]

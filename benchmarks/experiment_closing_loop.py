@@ -40,9 +40,9 @@ HELD_OUT = [5, 6, 7]  # never collected: only the student's evaluation uses them
 
 def write_config(home: Path, student_run: Path | None) -> None:
     lines = [
-        "[teachers.smollm2]", 'backend = "embedded"', "top_logprobs = 20",
+        "[teachers.smollm2]", 'backend = "embedded"',  # top-k and teacher switching: the defaults
         "[sampling.worker]", "temperature = 0.3", "max_tokens = 400",
-        "[session]", "switch_teacher_after = 3", "max_steps = 1",
+        "[session]", "max_steps = 1",
     ]
     if student_run is not None:
         lines += ["[teachers.student]", 'backend = "student"', f'model = "{student_run}"',

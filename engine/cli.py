@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from engine.agents.analyzer import Classification
+from engine.agents.analyzer import SOURCES, Classification
 from engine.config import DEFAULT_CONFIG_TOML, Config, config_path, load_config, write_default_config
 from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
@@ -93,6 +93,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defaults", action="store_true", help="print the documented defaults")
     p.set_defaults(func=cmd_config)
 
+    from engine.prompts.cli import add_commands as add_prompt_commands
+
+    add_prompt_commands(sub)
+
 
 def add_skip_bad(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true",
@@ -160,6 +164,8 @@ def print_event(event: SessionEvent) -> None:
     if event.kind in headers:
         print(sanitize(headers[event.kind]))
         print(sanitize(event.text.rstrip("\n")))
+        for warning in event.data.get("warnings", []) if event.kind == "proposal" else []:
+            print(f"!! {sanitize(warning)}")  # the cheat guard's finding: look twice before accepting
     else:
         print(f"-- {sanitize(event.text)}")
     sys.stdout.flush()
@@ -216,8 +222,7 @@ def cmd_session(args: argparse.Namespace) -> int:
                     return EXIT_PAUSED
                 print(f"feedback> {sanitize(line)}")
                 cls = session.classify(line)
-                origin = {"explicit": "explicit prefix", "analyzer": "analyzer", "default": "analyzer unsure; safe default"}
-                print(f"== label: {cls.name} ({origin.get(cls.source, cls.source)})")
+                print(f"== label: {cls.name} ({SOURCES.get(cls.source, cls.source)})")
                 cls = confirm_label(source, cls)
                 session.apply_feedback(cls, emit=print_event)
             print("\n== finished script")

@@ -26,6 +26,7 @@ import difflib
 import json
 import math
 import os
+import re
 import textwrap
 import tomllib
 import typing
@@ -38,6 +39,13 @@ from engine.inputs import decode_utf8
 from engine.student.precision import PRECISIONS
 
 BACKENDS = ("embedded", "ollama", "openai", "student")
+CONSTRAIN = ("auto", "grammar", "json", "off")
+# What `constrain = "auto"` means per backend: llama.cpp masks tokens with a grammar in process and in
+# its servers (which take `grammar`); Ollama enforces JSON schemas only; the student is the model
+# being trained, whose own mistakes are what the side-chain records.
+AUTO_CONSTRAIN = {"embedded": "grammar", "ollama": "json", "openai": "grammar", "student": "off"}
+CONSTRAIN_ALLOWED = {"embedded": ("grammar", "json", "off"), "ollama": ("json", "off"),
+                     "openai": ("grammar", "json", "off"), "student": ("off",)}
 STUDENT_MODES = ("off", "side-chain", "student-first")
 SANDBOXES = ("bwrap", "none")
 DEFAULT_TEACHER = "smollm2"
@@ -143,6 +151,15 @@ class TeacherConfig:
     n_threads: int = setting(0, "embedded only; 0: all cores", bounds=between(0, 1024))
     precision: str = setting("auto", "student only: auto (bf16 on a CPU with AMX or AVX-512-BF16 and on a GPU with "
                                      "bf16, else fp32), fp32, bf16 or fp16", choices=PRECISIONS)
+    constrain: str = setting("auto", "hold answers to each agent's shape: grammar (llama.cpp GBNF: embedded, llama.cpp "
+                                     "servers), json (a JSON schema: Ollama `format`, OpenAI `response_format`), off; "
+                                     "auto: grammar for embedded and openai, json for ollama, off for student",
+                             choices=CONSTRAIN)
+
+    @property
+    def answer_form(self) -> str:
+        """"grammar", "json" or "off": `constrain` with "auto" resolved for this backend."""
+        return AUTO_CONSTRAIN[self.backend] if self.constrain == "auto" else self.constrain
 
 
 @dataclass
@@ -166,8 +183,35 @@ SAMPLING_DEFAULTS = {
     "planner": SamplingConfig(temperature=0.2, max_tokens=256),
     "lead": SamplingConfig(temperature=0.2, max_tokens=256),
     "worker": SamplingConfig(temperature=0.3, max_tokens=1024),
-    "analyzer": SamplingConfig(temperature=0.0, max_tokens=16),
+    "analyzer": SamplingConfig(temperature=0.0, max_tokens=96),  # a short reason, then the label
 }
+
+
+PROMPT_AGENTS = ("planner", "lead", "worker", "analyzer", "judge")  # the judge answers through the worker's teacher
+
+
+@dataclass
+class PromptsConfig:
+    planner: str = setting("", "a saved prompt version (`shake prompts list`), e.g. \"planner-3f2a9c01b2d4\"; "
+                               "empty: the built-in prompt")
+    lead: str = setting("", "as above, for the project lead")
+    worker: str = setting("", "as above, for the worker (`shake prompts optimize` makes one with demonstrations)")
+    analyzer: str = setting("", "as above, for the feedback analyzer")
+    judge: str = setting("", "as above, for the side-chain judge")
+
+
+ANALYZER_SCORING = ("channel", "labels", "off")
+
+
+@dataclass
+class AnalyzerConfig:
+    scoring: str = setting("channel", "where the teacher can score, the label comes from scores: channel (how likely the "
+                                      "user's words are under each label's example replies), labels (each label word "
+                                      "after the analyzer's reasoning), off (the generated label)",
+                           choices=ANALYZER_SCORING)
+    unsure_below: float = setting(0.5, "with scores: below this probability for the best label the analyzer "
+                                       "is unsure, and Further edit (which loses nothing) applies",
+                                  bounds=between(0.0, 1.0))
 
 
 @dataclass
@@ -236,6 +280,9 @@ class Config:
         default=dataclasses.asdict(AgentsConfig()))
     sampling: dict[str, SamplingConfig] = section(SamplingConfig, "Sampling per agent.", shape="per_agent",
                                                   default=SAMPLING_DEFAULTS)
+    prompts: PromptsConfig = section(PromptsConfig, "Each agent's prompt. A version pins a saved prompt (instructions and demonstrations);\n"
+                                     "its name is the hash that rows record as their prompt version.")
+    analyzer: AnalyzerConfig = section(AnalyzerConfig, "")
     session: SessionConfig = section(SessionConfig, "")
     runner: RunnerConfig = section(RunnerConfig, "")
     student: StudentConfig = section(StudentConfig, "The trained student back in the loop (see README, "
@@ -418,6 +465,15 @@ def parse_config(text: str, path: Path) -> Config:
     for name, spec in specs.items():
         if spec.shape == "table" and name not in built:
             built[name] = _build(spec.cls, name, raw.get(name, {}), path)
+
+    for name, teacher in teachers.items():
+        if teacher.answer_form not in CONSTRAIN_ALLOWED[teacher.backend]:
+            raise ConfigError(f"{path}: [teachers.{name}] constrain = \"{teacher.constrain}\" is not possible with the "
+                              f"{teacher.backend} backend; it allows {', '.join(CONSTRAIN_ALLOWED[teacher.backend])} or auto")
+    for agent, version in dataclasses.asdict(built["prompts"]).items():
+        if version and not re.fullmatch(rf"{agent}-[0-9a-f]{{12}}", version):
+            raise ConfigError(f"{path}: [prompts] {agent} must be a saved {agent} prompt version such as "
+                              f"\"{agent}-3f2a9c01b2d4\" (`shake prompts list`), got {version!r}")
 
     student: StudentConfig = built["student"]
     for name in student.teachers + ([student.kd_teacher] if student.kd_teacher else []):

@@ -149,3 +149,26 @@ def add_teacher(path: Path, teacher: TeacherConfig, *, force: bool = False, comm
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, new_text)
     return after
+
+
+def pin_prompt(path: Path, agent: str, version: str) -> Config:
+    """Write `[prompts] AGENT = "VERSION"` (`shake prompts optimize --pin`), keeping everything else as it is."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir():
+        raise ConfigError(f"{path} is a directory; SHAKE_CONFIG must name a TOML file")
+    text = target.read_text(encoding="utf-8") if target.exists() else DEFAULT_CONFIG_TOML
+    parse_config(text, path)  # the file must be valid before it is edited
+    try:
+        doc = tomlkit.parse(text)
+    except Exception as err:  # tomlkit's errors have no common public base
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    if "prompts" not in doc:
+        doc.add(tomlkit.nl())
+        doc["prompts"] = tomlkit.table()
+    doc["prompts"][agent] = version
+    new_text = tomlkit.dumps(doc)
+    after = parse_config(new_text, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, new_text)
+    return after

@@ -26,6 +26,8 @@ analyzer = ["a"]
 switch_teacher_after = 2
 [runner]
 timeout_s = 5.0
+[analyzer]
+scoring = "off"  # scripted teachers' scores are placeholders; tests/test_constrained.py scores with the real model
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from engine.agents import analyzer, judge, lead, planner, worker
+from engine.agents.shapes import SHAPES
 from engine.errors import GenerationCancelled
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Generation, ModelIdentity, SamplingParams
@@ -48,7 +49,12 @@ class ScriptedTeacher:
         self.delay_s = delay_s
 
     def agent_of(self, messages) -> str:
-        return AGENT_BY_SYSTEM.get(messages[0]["content"], "unknown")
+        system = messages[0]["content"]
+        if system in AGENT_BY_SYSTEM:
+            return AGENT_BY_SYSTEM[system]
+        # a pinned or edited prompt: its answer format, which comes from the agent's shape, still ends it
+        return next((agent for agent, shape in SHAPES.items()
+                     if system.endswith(shape.text_format) or system.endswith(shape.json_format)), "unknown")
 
     def generate(self, messages, sampling: SamplingParams, *, on_token=None, cancel: threading.Event | None = None):
         agent = self.agent_of(messages)

@@ -305,6 +305,46 @@ async def test_trainer_settings_are_checked_remembered_and_passed_to_the_run(sha
         assert again.screen.query_one("#field-lam").value == "0.5"  # remembered
 
 
+STAND_IN_SCOREBOARD = """
+import sys
+from pathlib import Path
+from trainer.scoreboard import ContestantScore, Scoreboard
+
+args = sys.argv[1:]
+assert args[0] == "eval" and args[2] == "--scoreboard", args
+run_dir = Path(args[1])
+Scoreboard(run_dir.name, 4, 4, (ContestantScore("student", 4, 3, 4, 4, 2, 1, 0),
+                                ContestantScore("teacher", 4, 1, 3, 2, 1, 0, 0)), (), "now").save(run_dir)
+print("written")
+"""
+
+
+async def test_the_scoreboard_is_scored_from_the_trainer_screen_and_shown_there(shake_env):
+    """`b` runs `shake eval RUN --scoreboard` in its own process and the screen shows the board it wrote;
+    it is shown again whenever the screen opens on that run."""
+    import sys
+
+    run_dir = shake_env / "data" / "runs" / "run-scored"
+    run_dir.mkdir(parents=True)
+    (run_dir / "DONE").write_text("{}")
+    stand_in = shake_env / "stand_in_eval.py"
+    stand_in.write_text(STAND_IN_SCOREBOARD)
+    app, _ = make_app(shake_env, {}, script=False)
+    app.shake_command = [sys.executable, str(stand_in)]
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.press("f4")
+        await wait_for(pilot, on_screen(app, "TrainerScreen"))
+        results = app.screen.query_one("#eval-results")
+        assert "Scoreboard" not in rendered(results)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "pass 3/4 (75%)" in rendered(results), timeout=30)
+        assert "teacher  pass 1/4 (25%)" in rendered(results) and "held-out steps: 4" in rendered(results)
+    again, _ = make_app(shake_env, {}, script=False)
+    async with again.run_test(size=(140, 45)) as pilot:
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: "pass 3/4 (75%)" in rendered(again.screen.query_one("#eval-results")))
+
+
 # -- 6. curating the dataset ------------------------------------------------------------------------
 async def test_the_dataset_can_be_filtered_and_a_wrong_row_excluded_and_brought_back(shake_env):
     answers = {"planner": ["1. Add a goodbye line\n2. Print a count"],
@@ -486,7 +526,7 @@ async def test_help_shows_keys_as_the_footer_does_and_names_are_not_confused(sha
         assert keys["app.help"] == "f1 / ?"
         assert keys["session.search_log"] == "/"
         descriptions = {row[2]: row[3] for row in rows}
-        assert descriptions["trainer.resume"] == "Resume run" and descriptions["app.sessions"] == "Sessions"
+        assert descriptions["trainer.resume"] == "Continue" and descriptions["app.sessions"] == "Sessions"
         assert not any("question_mark" in row[1] or "slash" in row[1] for row in rows)
 
 

@@ -37,7 +37,8 @@ DOCUMENTED_BEFORE = {
     "agents": {"planner": ["smollm2"], "lead": ["smollm2"], "worker": ["smollm2"], "analyzer": ["smollm2"]},
     "sampling": {"planner": {"temperature": 0.2, "max_tokens": 256}, "lead": {"temperature": 0.2, "max_tokens": 256},
                  "worker": {"temperature": 0.3, "max_tokens": 1024},
-                 "analyzer": {"temperature": 0.0, "max_tokens": 16}},
+                 # 16 -> 96 on purpose (issue #13): the analyzer reasons before its label now
+                 "analyzer": {"temperature": 0.0, "max_tokens": 96}},
     "session": {"switch_teacher_after": 3, "max_steps": 8},
     "runner": {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 1024, "file_size_mb": 16, "open_files": 64,
                "output_cap_kb": 64, "max_processes": 64, "sandbox": "bwrap"},

@@ -27,7 +27,8 @@ def clean_data(shake_env, script_file):
     (shake_env / "config.toml").write_text(
         '[teachers.a]\nbackend = "embedded"\n[teachers.s1]\nbackend = "embedded"\n'
         '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a"]\nanalyzer = ["a"]\n[session]\nswitch_teacher_after = 5\n'
-        '[student]\nmode = "side-chain"\nteachers = ["s1"]\n')
+        '[student]\nmode = "side-chain"\nteachers = ["s1"]\n'
+        '[analyzer]\nscoring = "off"\n')  # scripted teachers' scores are placeholders
     config = load_config()
     a = ScriptedTeacher("a", {"planner": ["1. Say bye\n2. Say it twice"], "analyzer": ["REDO", "ACCEPTED", "ACCEPTED"],
                               "worker": [worker_answer(FAILING), worker_answer(GOOD), worker_answer(GOOD + "#2\n"),

@@ -132,6 +132,30 @@ def teachers(walk: Walk) -> None:
     assert re.fullmatch(r"smollm2 +embedded +bundled SmolLM2-135M-Instruct +\[planner, lead, worker, analyzer\] +ok\n", out)
 
 
+@step("shake teachers --discover [--json] [--host URL]")
+def teachers_discover(walk: Walk) -> None:
+    out = walk.shake("teachers", "--discover").out
+    assert out.startswith("worker's teachers: smollm2\n") and re.search(r"^\(probed in [\d.]+ s\)$", out, re.M), out
+    for kind, url in (("Ollama", "http://127.0.0.1:11434"), ("OpenAI-compatible server", "http://127.0.0.1:8080"),
+                      ("OpenAI-compatible server", "http://127.0.0.1:8000")):
+        assert f"{kind} at {url}" in out  # loopback only, each usual port probed
+    found = json.loads(walk.shake("teachers", "--discover", "--json").out)
+    assert {s["url"] for s in found["servers"]} >= {"http://127.0.0.1:11434", "http://127.0.0.1:8080"}
+
+
+@step("shake teachers add NAME --from ollama:MODEL\\|openai:URL#MODEL [--host URL] [--force]")
+def teachers_add(walk: Walk) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port where nothing listens: no Ollama on this walk's machine
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    before = walk.config.read_text()
+    refused = walk.shake("teachers", "add", "coder", "--from", "ollama:qwen2.5-coder:7b", "--host", closed, expect=2).err
+    assert refused == f"shake: no Ollama at {closed}: not running\n"
+    assert walk.config.read_text() == before  # nothing written when the model cannot be found
+
+
 @step("shake session SCRIPT --request TEXT\\|--request-file PATH [--feedback FILE\\|-] [--max-steps N] [--out FILE [--force]]")
 def session_until_the_feedback_runs_out(walk: Walk) -> None:
     (walk.home / "greet.py").write_text(SCRIPT)
@@ -225,6 +249,22 @@ def data_export_axolotl(walk: Walk) -> None:
     records = [json.loads(line) for line in (walk.home / "kd.jsonl").read_text().splitlines()]
     assert all(r["messages"][-1]["role"] == "assistant" and r["logprobs"][0][0]["token"].startswith("token_id:")
                for r in records)
+
+
+@step("shake prompts list` / `show AGENT\\|VERSION [--form json]", "shake prompts add AGENT --from FILE [--pin]",
+      "shake prompts optimize [--agents lead,worker,analyzer] [--source suite\\|dataset] [--pin]")
+def prompts_listed_added_and_optimized(walk: Walk) -> None:
+    listed = walk.shake("prompts", "list").out
+    assert all(agent in listed for agent in ("planner", "lead", "worker", "analyzer", "judge"))
+    assert "LABEL: ACCEPTED, REDO or EDIT" in walk.shake("prompts", "show", "analyzer").out
+    (walk.home / "lead.txt").write_text("You are the project lead. Tell the programmer in plain words what to change.\n")
+    added = walk.shake("prompts", "add", "lead", "--from", "lead.txt").out  # not pinned: later steps keep the built-in
+    version = re.search(r"^saved (lead-[0-9a-f]{12}) ", added, re.M).group(1)
+    assert version in walk.shake("prompts", "list").out
+    assert "INSTRUCTION:" in walk.shake("prompts", "show", version).out  # the answer format is always added
+    out = walk.shake("prompts", "optimize", "--agents", "analyzer", "--source", "suite", "--train", "1",
+                     "--validation", "1", "--candidates", "1", "--max-demos", "1").out
+    assert "best:" in out
 
 
 @step("shake train [--flags]")
@@ -413,7 +453,7 @@ async def test_the_app_on_the_defaults(walk):
             rows = [r.to_json() for r in app.store.rows() if r.step_index == 0]
             assert len(rows) == 1 and rows[0]["chosen"]["teacher"]["name"] == "smollm2"
             await pilot.press("f3")  # the dataset screen: the row, and its export
-            await wait_until(pilot, lambda: re.match(r"\d+ rows in 1 sessions · [1-9]\d* complete",
+            await wait_until(pilot, lambda: re.match(r"\d+ rows? in 1 session · [1-9]\d* complete",
                                                      str(app.screen.query_one("#dataset-counts").render())), timeout=30)
             await pilot.press("e")
             exported = await wait_until(pilot, lambda: list((walk.data / "exports").glob("*.jsonl")), timeout=30)

@@ -82,3 +82,104 @@ def test_lead_instruction_drops_repeated_paragraphs():
     text, fallback = parse_instruction(Generation(looping), "step")
     assert text == "Make it upper case.\n\nThe user wants upper case." and not fallback
     assert parse_instruction(Generation("  \n"), "the step") == ("the step", True)
+
+
+# -- reasoning first, then the answer (lead, analyzer, judge): strict, in the text and JSON forms --------
+from engine.agents.parsing import (  # noqa: E402
+    parse_analyzer_output,
+    parse_judge_output,
+    parse_lead_output,
+)
+from engine.agents.shapes import ANALYZER, JUDGE, LEAD, WORKER  # noqa: E402
+
+# What the grammars allow on a line of prose: no newline, no backtick.
+prose = st.text(st.characters(blacklist_characters="\n\r`", blacklist_categories=("Cs",)), min_size=1, max_size=80)
+prose = prose.filter(lambda s: s.strip() and s == s.strip())
+
+
+def test_strict_examples():
+    assert parse_lead_output("REASONING: it lacks a line\nINSTRUCTION: Print bye.").instruction == "Print bye."
+    assert parse_analyzer_output("REASONING: pleased\n\nLABEL: EDIT").label == "further_edit"
+    assert parse_analyzer_output('{"reasoning": "ok", "label": "REDO"}').label == "redo"
+    assert parse_judge_output("REASONING: A keeps the checks\nVERDICT: A").verdict == "A"
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("Print bye.", "does not start with REASONING"),
+    ("REASONING: x", "no INSTRUCTION"),
+    ("REASONING: x\nINSTRUCTION: ```python\nprint(1)\n```", "code fence"),
+    ("REASONING: x\nINSTRUCTION:   ", "empty"),
+    ("REASONING: x\nINSTRUCTION: a\nREASONING: again", "repeats"),
+    ('{"reasoning": "x"}', "exactly reasoning, instruction"),
+    ('{"reasoning": "x", "instruction": 3}', "must be a str"),
+    ('{"reasoning": "x", "instruction": "a"', "not valid JSON"),
+])
+def test_lead_answers_outside_the_shape_are_refused_with_a_reason(text, reason):
+    with pytest.raises(OutputFormatError, match=reason):
+        parse_lead_output(text)
+
+
+@pytest.mark.parametrize("text", ["REASONING: x\nLABEL: MAYBE", "REASONING: x\nLABEL: ACCEPTED REDO", "LABEL: REDO",
+                                  "REASONING: x\nLABEL: REDO\nLABEL: EDIT", '{"reasoning": "x", "label": "YES"}'])
+def test_analyzer_answers_outside_the_shape_name_no_label(text):
+    with pytest.raises(OutputFormatError):
+        parse_analyzer_output(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reasoning=prose, instruction=prose, label=st.sampled_from(["ACCEPTED", "REDO", "EDIT"]),
+       verdict=st.sampled_from(["A", "B"]), form=st.sampled_from(["off", "json"]))
+def test_what_a_shape_renders_its_parser_reads_back(reasoning, instruction, label, verdict, form):
+    lead_answer = parse_lead_output(LEAD.render({"reasoning": reasoning, "instruction": instruction}, form))
+    assert (lead_answer.reasoning, lead_answer.instruction) == (reasoning, instruction)
+    analyzer_answer = parse_analyzer_output(ANALYZER.render({"reasoning": reasoning, "label": label}, form))
+    assert analyzer_answer.reasoning == reasoning
+    assert analyzer_answer.label == {"ACCEPTED": "accepted", "REDO": "redo", "EDIT": "further_edit"}[label]
+    assert parse_judge_output(JUDGE.render({"reasoning": reasoning, "verdict": verdict}, form)).verdict == verdict
+
+
+@settings(max_examples=200, deadline=None)
+@given(reasoning=prose, body=st.lists(prose.filter(lambda s: not s.lstrip().startswith(("`", "~"))),
+                                      min_size=1, max_size=6), form=st.sampled_from(["off", "json"]))
+def test_a_rendered_worker_answer_gives_back_its_whole_script(reasoning, body, form):
+    script = "\n".join(body) + "\n"
+    answer = parse_worker_output(WORKER.render({"reasoning": reasoning, "script": script}, form))
+    assert answer.reasoning == reasoning and answer.script == script.strip("\n") + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["REASONING:", "INSTRUCTION:", "LABEL:", "VERDICT:", "**", "```", "{", "}", '"',
+                                 "reasoning", "label", ":", ",", "\n", " ", "A", "REDO", "EDIT", "x", "\r\n"]),
+                max_size=40).map("".join))
+def test_strict_parsers_return_a_whole_answer_or_a_typed_error(text):
+    for parse in (parse_lead_output, parse_analyzer_output, parse_judge_output):
+        try:
+            answer = parse(text)
+        except OutputFormatError:
+            continue
+        if parse is parse_lead_output:  # never a fence, never half of the format
+            assert answer.instruction.strip() and "```" not in answer.instruction
+            assert not any(line.strip().upper().startswith(("REASONING:", "INSTRUCTION:"))
+                           for line in answer.instruction.split("\n")[1:])
+        if parse is parse_analyzer_output:
+            assert answer.label in ("redo", "further_edit", "accepted")
+        if parse is parse_judge_output:
+            assert answer.verdict in ("A", "B")
+
+
+def test_plain_instructions_from_unconstrained_teachers_still_count_but_fences_do_not():
+    from engine.agents.lead import parse_instruction
+    from engine.teachers.base import Generation
+
+    assert parse_instruction(Generation("Add a print of bye."), "step") == ("Add a print of bye.", False)
+    assert parse_instruction(Generation("The instruction should be: ```python ```"), "the step") == ("the step", True)
+    # held to the shape and still outside it (cut at max_tokens): the step stands in
+    assert parse_instruction(Generation("REASONING: it needs", constraint="lead@1"), "the step") == ("the step", True)
+
+
+def test_a_step_of_bare_numbers_is_no_step():
+    """Seen with the embedded SmolLM2 under the planner's grammar: "1. 1. 1. 1. ..." on one line, which
+    became the session's only step. Leading list numbers go; a line with no words is no step."""
+    assert parse_steps("1. 1. 1. 1. 1. 1. 1. 1.", 8) == []
+    assert parse_steps("1. 1. Add a --loud flag\n2. 2) Print it", 8) == ["Add a --loud flag", "Print it"]
+    assert parse_steps("1. Use 2.5 as the rate", 8) == ["Use 2.5 as the rate"]

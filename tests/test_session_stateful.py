@@ -91,7 +91,8 @@ class SessionMachine(RuleBasedStateMachine):
         (self.tmp / "config.toml").write_text(
             '[teachers.a]\nbackend = "embedded"\n[teachers.b]\nbackend = "embedded"\n[teachers.s1]\nbackend = "embedded"\n'
             '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a", "b"]\nanalyzer = ["a"]\n'
-            f'[session]\nswitch_teacher_after = {switch}\n[runner]\nsandbox = "none"\ntimeout_s = 5.0\n' + student)
+            f'[session]\nswitch_teacher_after = {switch}\n[runner]\nsandbox = "none"\ntimeout_s = 5.0\n'
+            '[analyzer]\nscoring = "off"\n' + student)  # scripted teachers' scores are placeholders
         os.environ["SHAKE_CONFIG"] = str(self.tmp / "config.toml")
         os.environ["SHAKE_DATA"] = str(self.tmp / "data")
         self.config = load_config()

@@ -88,7 +88,8 @@ def test_eval_generate_counts_held_out_steps(shake_env, script_file, tiny_studen
     (shake_env / "config.toml").write_text(
         '[teachers.a]\nbackend = "embedded"\n[teachers.s1]\nbackend = "embedded"\n'
         '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a"]\nanalyzer = ["a"]\n'
-        '[session]\nswitch_teacher_after = 9\n[student]\nmode = "side-chain"\nteachers = ["s1"]\n')
+        '[session]\nswitch_teacher_after = 9\n[student]\nmode = "side-chain"\nteachers = ["s1"]\n'
+        '[analyzer]\nscoring = "off"\n')  # scripted teachers' scores are placeholders
     config = load_config()
     with DatasetStore(config.data_dir) as store:
         for i in range(6):

@@ -1,59 +1,53 @@
-"""Project lead: turns the current step, the current script and any feedback or error into one instruction."""
+"""Project lead: turns the current step, the current script and any feedback or error into one instruction.
+
+The lead reasons first (`REASONING:`), then gives the instruction (`INSTRUCTION:`), parsed strictly.
+A teacher that is not held to that shape (the student, `constrain = "off"`) may answer with a plain
+instruction: that is taken as it is when it holds no code fence and no half of the format;
+anything else falls back to the step's own text, which the worker can always act on.
+"""
 
 from __future__ import annotations
 
+import re
+
+from engine.agents.parsing import parse_lead_output
+from engine.errors import OutputFormatError
+from engine.prompts.book import DEFAULT_BOOK
 from engine.teachers.base import Generation, Message
 
-SYSTEM = (
-    "You are the project lead for changes to a Python script. Write one clear instruction for the "
-    "programmer who will rewrite the script. Say exactly what to change. Do not write the code yourself. "
-    "Answer with the instruction only, in at most five sentences."
-)
+SYSTEM = DEFAULT_BOOK["lead"].system("off")
 
 MAX_INSTRUCTION_CHARS = 2000
+_FORMAT_WORDS = re.compile(r"(?im)^\s*(?:\*\*)?(?:reasoning|instruction)(?:\*\*)?\s*:")
 
 
-def instruction_messages(
-    request: str,
-    step: str,
-    script: str,
-    *,
-    error: str | None = None,
-    failed_script: str | None = None,
-    feedback: str | None = None,
-    feedback_kind: str | None = None,
-    previous_output: str | None = None,
-) -> list[Message]:
-    parts = [f"Overall request: {request}", f"Current step: {step}", f"Current script:\n```python\n{script}```"]
-    if error is not None:
-        parts.append(f"The programmer's last script failed when it ran:\n```python\n{failed_script or ''}```")
-        parts.append(f"Error:\n{error}")
-        parts.append("Write an instruction that fixes this error.")
-    elif feedback_kind == "redo":
-        parts.append(f"The programmer's last attempt was rejected by the user:\n```python\n{previous_output or ''}```")
-        parts.append(f"User feedback: {feedback}")
-        parts.append("Write a new instruction for this step that avoids that mistake, starting again from the current script.")
-    elif feedback_kind == "further_edit":
-        parts.append(f"User feedback on the current script: {feedback}")
-        parts.append("Write an instruction that refines the current script as the user asks.")
-    else:
-        parts.append("Write the instruction for this step.")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+def instruction_messages(request: str, step: str, script: str, **context) -> list[Message]:
+    return DEFAULT_BOOK.lead(request, step, script, **context).messages()
 
 
-def parse_instruction(generation: Generation, step: str) -> tuple[str, bool]:
-    """The instruction text; falls back to the step itself when the lead said nothing usable.
-
-    Small models loop: a paragraph said again is dropped, so the worker gets each point once.
-    """
+def _dedupe(text: str) -> str:
+    """Small models loop: a paragraph said again is dropped, so the worker gets each point once."""
     seen: set[str] = set()
     paragraphs = []
-    for paragraph in generation.text.replace("\r\n", "\n").split("\n\n"):
+    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
         key = " ".join(paragraph.split())
         if key and key not in seen:
             seen.add(key)
             paragraphs.append(paragraph.strip("\n"))
-    text = "\n\n".join(paragraphs).strip()
+    return "\n\n".join(paragraphs).strip()
+
+
+def parse_instruction(generation: Generation, step: str) -> tuple[str, bool]:
+    """The instruction text and whether the step text had to stand in for it."""
+    try:
+        text = _dedupe(parse_lead_output(generation.text).instruction)
+    except OutputFormatError:
+        if generation.constraint is not None:  # held to the shape and still not in it (cut at max_tokens)
+            return step, True
+        plain = _dedupe(generation.text)
+        if not plain or "```" in plain or "~~~" in plain or _FORMAT_WORDS.search(plain):
+            return step, True
+        text = plain
     if not text:
         return step, True
     return text[:MAX_INSTRUCTION_CHARS], False

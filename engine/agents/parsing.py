@@ -3,12 +3,19 @@
 Model text is untrusted: it may hold several code blocks, unclosed fences, CRLF line ends, ANSI
 escapes or markup. Nothing here interprets it; the parsers only cut it, and they never return half a
 script.
+
+Each agent's answer comes in the text form its prompt asks for or, from a teacher held to a JSON
+schema, as a JSON object with the same fields (`engine/agents/shapes.py` defines both). The
+reasoning-first answers (lead, analyzer, judge) are parsed strictly: a `REASONING:` line, then the
+answer's own marker, then the answer, and nothing that could be half of something else.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import OutputFormatError
 
@@ -61,10 +68,38 @@ class WorkerAnswer:
     script: str
 
 
+def json_answer(text: str, fields: dict[str, type], who: str) -> dict[str, Any] | None:
+    """The answer's fields when `text` is a JSON object (the JSON form), else None (the text form).
+
+    A text that starts with `{` is held to the JSON form: exactly these fields, of these types.
+    """
+    body = text.strip()
+    if not body.startswith("{"):
+        return None
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as err:
+        raise OutputFormatError(f"the {who}'s JSON answer is not valid JSON ({err.msg} at character {err.pos})") from None
+    if not isinstance(data, dict) or set(data) != set(fields):
+        keys = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
+        raise OutputFormatError(f"the {who}'s JSON answer must have exactly {', '.join(fields)}; it has {keys or 'nothing'}")
+    for key, kind in fields.items():
+        if not isinstance(data[key], kind):
+            raise OutputFormatError(f"the {who}'s JSON field '{key}' must be a {kind.__name__}")
+    return data
+
+
 def parse_worker_output(text: str) -> WorkerAnswer:
-    """Reasoning (the text before the code) and exactly one whole Python script in a fenced block."""
+    """Reasoning (the text before the code) and exactly one whole Python script in a fenced block,
+    or the JSON form {"reasoning", "script"}."""
     if not text.strip():
         raise OutputFormatError("the worker returned nothing")
+    data = json_answer(text, {"reasoning": str, "script": str}, "worker")
+    if data is not None:
+        script = normalize_newlines(data["script"]).strip("\n")
+        if not script.strip():
+            raise OutputFormatError("the worker's script is empty")
+        return WorkerAnswer(reasoning=data["reasoning"].strip(), script=script + "\n")
     blocks = code_blocks(text)
     python_blocks = [b for b in blocks if b.tag in PYTHON_TAGS]
     if not python_blocks:
@@ -86,15 +121,34 @@ def parse_worker_output(text: str) -> WorkerAnswer:
     return WorkerAnswer(reasoning=reasoning, script=script + "\n")
 
 
+_LIST_NUMBERS = re.compile(r"^(?:\d+[.)](?:\s+|$))+")
+_WORD = re.compile(r"[^\W\d_]")  # a letter
+
+
 def parse_steps(text: str, max_steps: int) -> list[str]:
-    """Numbered or bulleted lines become steps, in order, without duplicates."""
+    """Numbered or bulleted lines (or the JSON form {"steps": [...]}) become steps, in order, without
+    duplicates."""
+    try:
+        data = json_answer(text, {"steps": list}, "planner")
+    except OutputFormatError:
+        return []
+    if data is not None:
+        candidates = [str(s) for s in data["steps"] if isinstance(s, str)]
+    else:
+        candidates = []
+        for line in normalize_newlines(text).split("\n"):
+            match = _STEP.match(line)
+            if match:
+                candidates.append(match.group("text"))
     steps: list[str] = []
-    for line in normalize_newlines(text).split("\n"):
-        match = _STEP.match(line)
-        if not match:
+    for candidate in candidates:
+        step = " ".join(candidate.split()).strip("*").strip()
+        # A small model under the planner's grammar can loop on the list marker ("1. 1. 1. ..."):
+        # leading list numbers go, and a line left with no letter is no step.
+        step = _LIST_NUMBERS.sub("", step).strip()
+        if not _WORD.search(step):
             continue
-        step = match.group("text").strip().strip("*").strip()
-        if step and step.lower() not in (s.lower() for s in steps):
+        if step.lower() not in (s.lower() for s in steps):
             steps.append(step[:300])
     return steps[:max_steps]
 
@@ -116,3 +170,87 @@ def parse_label(text: str) -> str | None:
     """The one label the analyzer named, or None when it named none or several."""
     found = {_LABEL_WORDS[m.group(1).upper()] for m in _LABEL_RE.finditer(normalize_newlines(text))}
     return found.pop() if len(found) == 1 else None
+
+
+# -- reasoning first, then the answer (lead, analyzer, judge) -----------------------------------
+_MARKER = r"[ \t]*(?:\*\*)?{name}(?:\*\*)?[ \t]*:(?:\*\*)?[ \t]*"
+
+
+def _reasoned(text: str, answer_marker: str, who: str) -> tuple[str, str]:
+    """(reasoning, answer) from `REASONING: ...` on the first line and `<MARKER>: ...` after it.
+
+    Strict: the reasoning is one line, the marker starts the next non-blank line, neither marker
+    starts another line, and the answer is what follows its marker to the end.
+    """
+    lines = normalize_newlines(text).strip().split("\n")
+    first = re.match(_MARKER.format(name="REASONING") + r"(?P<rest>.*)$", lines[0], re.IGNORECASE)
+    if first is None:
+        raise OutputFormatError(f"the {who}'s answer does not start with REASONING:")
+    rest = lines[1:]
+    while rest and not rest[0].strip():
+        rest.pop(0)
+    second = re.match(_MARKER.format(name=answer_marker) + r"(?P<rest>.*)$", rest[0], re.IGNORECASE) if rest else None
+    if second is None:
+        raise OutputFormatError(f"the {who}'s answer has no {answer_marker}: line after its reasoning")
+    again = re.compile(r"^(?:" + _MARKER.format(name="REASONING") + "|" + _MARKER.format(name=answer_marker) + ")",
+                       re.IGNORECASE)
+    if any(again.match(line) for line in rest[1:]):
+        raise OutputFormatError(f"the {who}'s answer repeats REASONING: or {answer_marker}:")
+    return first.group("rest").strip(), "\n".join([second.group("rest")] + rest[1:]).strip()
+
+
+@dataclass(frozen=True)
+class LeadAnswer:
+    reasoning: str
+    instruction: str
+
+
+def _reasoned_answer(text: str, marker: str, key: str, who: str) -> tuple[str, str]:
+    """(reasoning, answer) from the text form (`REASONING:` then `<MARKER>:`) or the JSON form."""
+    data = json_answer(text, {"reasoning": str, key: str}, who)
+    if data is not None:
+        return data["reasoning"].strip(), normalize_newlines(data[key]).strip()
+    return _reasoned(text, marker, who)
+
+
+def parse_lead_output(text: str) -> LeadAnswer:
+    """`REASONING: ...` then `INSTRUCTION: ...` (prose, no code fence), or the JSON form."""
+    reasoning, instruction = _reasoned_answer(text, "INSTRUCTION", "instruction", "lead")
+    if not instruction:
+        raise OutputFormatError("the lead's instruction is empty")
+    if "```" in instruction or "~~~" in instruction:
+        raise OutputFormatError("the lead's instruction holds a code fence; it must be prose")
+    return LeadAnswer(reasoning, instruction)
+
+
+@dataclass(frozen=True)
+class AnalyzerAnswer:
+    reasoning: str
+    label: str  # redo | further_edit | accepted
+
+
+_STRICT_LABELS = {"ACCEPTED": "accepted", "REDO": "redo", "EDIT": "further_edit"}
+
+
+def parse_analyzer_output(text: str) -> AnalyzerAnswer:
+    """`REASONING: ...` then `LABEL: ACCEPTED|REDO|EDIT` (nothing else on that line), or the JSON form."""
+    reasoning, word = _reasoned_answer(text, "LABEL", "label", "analyzer")
+    label = _STRICT_LABELS.get(word.strip().rstrip(".").strip().upper())
+    if label is None:
+        raise OutputFormatError(f"the analyzer's label must be ACCEPTED, REDO or EDIT, not {word[:40]!r}")
+    return AnalyzerAnswer(reasoning, label)
+
+
+@dataclass(frozen=True)
+class JudgeAnswer:
+    reasoning: str
+    verdict: str  # A | B
+
+
+def parse_judge_output(text: str) -> JudgeAnswer:
+    """`REASONING: ...` then `VERDICT: A|B`, or the JSON form."""
+    reasoning, word = _reasoned_answer(text, "VERDICT", "verdict", "judge")
+    verdict = word.strip().rstrip(".").strip().upper()
+    if verdict not in ("A", "B"):
+        raise OutputFormatError(f"the judge's verdict must be A or B, not {word[:40]!r}")
+    return JudgeAnswer(reasoning, verdict)

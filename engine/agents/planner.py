@@ -5,23 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.agents.parsing import parse_steps
+from engine.prompts.book import DEFAULT_BOOK
 from engine.teachers.base import Generation, Message
 
-SYSTEM = (
-    "You plan changes to a Python script. Split the change request into a few small steps that can "
-    "each be done and checked on their own. Answer with a numbered list, one step per line, and nothing else."
-)
+SYSTEM = DEFAULT_BOOK["planner"].system("off")
 
 
 def plan_messages(request: str, script: str, max_steps: int) -> list[Message]:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": f"Change request: {request}\n\nScript:\n```python\n{script}```\n\n"
-            f"List at most {max_steps} steps.",
-        },
-    ]
+    return DEFAULT_BOOK.planner(request, script, max_steps).messages()
 
 
 @dataclass

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from engine.agents.parsing import WorkerAnswer, parse_worker_output
+from engine.prompts.book import DEFAULT_BOOK
 from engine.teachers.base import Generation, Message
 
-SYSTEM = (
-    "You are a careful Python programmer. You get an instruction and a Python script. Rewrite the "
-    "script so that it follows the instruction. Answer in this format:\n"
-    "REASONING: one or two sentences on what you change and why.\n"
-    "```python\n<the complete new script>\n```\n"
-    "Always write the whole script in one code block, never a fragment, and nothing after the block."
-)
+SYSTEM = DEFAULT_BOOK["worker"].system("off")  # the built-in system message of the text form
 
 
 def worker_messages(instruction: str, script: str) -> list[Message]:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Instruction: {instruction}\n\nScript:\n```python\n{script}```"},
-    ]
+    """The built-in prompt's messages in the text form (a session uses its own `PromptBook`)."""
+    return DEFAULT_BOOK.worker(instruction, script).messages()
 
 
 def parse_answer(generation: Generation) -> WorkerAnswer:

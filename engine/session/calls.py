@@ -1,5 +1,9 @@
 """Agent calls: an agent's teachers in order, the next one taking over when one cannot be reached.
 
+Each call is a `PromptCall` from the session's prompt book (`self.prompts`: the built-in prompts or
+the versions `[prompts]` pins); each teacher gets it in its own answer form, held to the agent's
+shape where the backend can (`engine.agents.call.generate`).
+
 Also builds the typed records of what came back (`output_record`, `logprob_record`), so that every
 row's provenance is written in one place.
 """
@@ -8,14 +12,15 @@ from __future__ import annotations
 
 import threading
 
-from engine.agents.call import sampling_for
+from engine.agents.call import generate, sampling_for
 from engine.config import Config
 from engine.errors import TeacherError, TeacherUnavailable
 from engine.logprobs import TokenLogprobs
+from engine.prompts import PromptCall, load_prompt_book
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
 from engine.store.schema import Agent, LogprobRecord, LogprobSource, Output
 from engine.store.store import DatasetStore, now_iso
-from engine.teachers.base import Generation, Message, ModelIdentity, Teacher, TokenCallback
+from engine.teachers.base import Generation, Message, ModelIdentity, Teacher, TokenCallback, answer_form
 from engine.teachers.pool import TeacherPool
 
 
@@ -23,11 +28,12 @@ class AgentCalls:
     def __init__(self, pool: TeacherPool, config: Config) -> None:
         self.pool = pool
         self.config = config
+        self.prompts = load_prompt_book(config)
 
     def ask(
         self,
         agent: str,
-        messages: list[Message],
+        call: PromptCall,
         *,
         cycle: int,
         teachers: list[Teacher] | None = None,
@@ -37,7 +43,8 @@ class AgentCalls:
         top_logprobs: bool = True,
     ) -> tuple[Generation, Teacher]:
         """The first teacher that answers; `TeacherUnavailable` hands over to the next, any other
-        teacher error stops the call. Each cycle samples with its own seed."""
+        teacher error stops the call. Each cycle samples with its own seed. `agent` names the sampling
+        settings and the teachers (the judge runs as the worker)."""
         teachers = teachers if teachers is not None else self.pool.for_agent(agent)
         last: TeacherError | None = None
         for teacher in teachers:
@@ -45,13 +52,18 @@ class AgentCalls:
             sampling = sampling_for(self.config.sampling[agent], seed=tcfg.seed + cycle,
                                     top_logprobs=tcfg.top_logprobs if top_logprobs else 0)
             try:
-                return teacher.generate(messages, sampling, on_token=on_token, cancel=cancel), teacher
+                return generate(teacher, call, sampling, on_token=on_token, cancel=cancel), teacher
             except TeacherUnavailable as err:
                 last = err
                 emit(SessionEvent(EventKind.NOTE, f"{agent}: {err}; trying the next teacher"))
         if last is None:
             raise TeacherUnavailable(f"the {agent} has no teachers configured")
         raise last
+
+
+def messages_for(call: PromptCall, teacher: Teacher) -> list[Message]:
+    """The messages `teacher` was given for `call` (they depend on its answer form)."""
+    return call.messages(answer_form(teacher))
 
 
 def identity_of(gen: Generation, teacher: Teacher) -> ModelIdentity:
@@ -62,8 +74,7 @@ def output_record(gen: Generation, teacher: Teacher, agent: Agent, cycle: int, *
                   script: str = "") -> Output:
     return Output(text=gen.text, reasoning=reasoning, script=script, agent=agent, teacher=identity_of(gen, teacher),
                   sampling=gen.sampling, cycle=cycle, created_at=now_iso(),
-                  prompt_version=getattr(gen, "prompt_version", "") or "",
-                  constraint=getattr(gen, "constraint", "") or "")
+                  prompt_version=gen.prompt_version or "", constraint=gen.constraint or "")
 
 
 def logprob_record(store: DatasetStore, lp: TokenLogprobs, *, source: LogprobSource, scorer: ModelIdentity,

@@ -30,12 +30,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from engine.agents import analyzer, lead, planner, worker
+from engine.agents import analyzer, cheat_guard, lead, planner, worker
 from engine.agents.analyzer import Classification
 from engine.config import Config
 from engine.errors import AttemptsExhausted, InputError, OutputFormatError, SessionError
 from engine.execution import RunResult, run_script
-from engine.session.calls import AgentCalls, identity_of, logprob_record, output_record
+from engine.prompts import PromptCall
+from engine.session.calls import AgentCalls, identity_of, logprob_record, messages_for, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
 from engine.inputs import read_script
 from engine.session.script import unified_diff
@@ -64,7 +65,7 @@ from engine.store.schema import (
     messages_of,
 )
 from engine.store.store import DatasetStore, now_iso
-from engine.teachers.base import Generation, Message, Teacher, TokenCallback
+from engine.teachers.base import Generation, Teacher, TokenCallback, answer_form
 from engine.teachers.pool import TeacherPool
 
 TEACHER_REJECTIONS = (RejectedKind.ERROR, RejectedKind.REDO, RejectedKind.FURTHER_EDIT)
@@ -97,6 +98,7 @@ class Session:
         self.config = config
         self.state = state
         self.calls = AgentCalls(pool, config)
+        self.prompts = self.calls.prompts  # the built-in prompts, or the versions [prompts] pins
         self.side_chain = SideChain(pool, config, store, self.calls)
         self.soft_labels = SoftLabels(pool, config, store)
         self._agent_rows: list[Row] = []  # side-chain rows waiting for the next commit
@@ -171,13 +173,13 @@ class Session:
             raise
 
     # -- agents -------------------------------------------------------------------------------
-    def _ask(self, agent: Agent, messages: list[Message], *, on_token=None, cancel=None, emit: EventSink = ignore,
+    def _ask(self, agent: Agent, call: PromptCall, *, on_token=None, cancel=None, emit: EventSink = ignore,
              side_chain: bool = False) -> Generation:
         """An agent's call; with `side_chain`, a student answers the same messages too."""
-        gen, teacher = self.calls.ask(agent.value, messages, cycle=self.state.step.cycle, on_token=on_token,
+        gen, teacher = self.calls.ask(agent.value, call, cycle=self.state.step.cycle, on_token=on_token,
                                       cancel=cancel, emit=emit)
         if side_chain and self.side_chain.enabled:
-            row = self.side_chain.agent_row(agent, messages, gen, teacher, session_id=self.id,
+            row = self.side_chain.agent_row(agent, messages_for(call, teacher), gen, teacher, session_id=self.id,
                                             step_index=self._row_step_index(), step_text=self._row_step_text(),
                                             cycle=self.state.step.cycle, emit=emit, cancel=cancel)
             if row is not None:
@@ -207,7 +209,7 @@ class Session:
         limit = min(max_steps or self.config.session.max_steps, self.config.session.max_steps)
 
         def action() -> list[str]:
-            gen = self._ask(Agent.PLANNER, planner.plan_messages(self.state.request, self.current_script, limit),
+            gen = self._ask(Agent.PLANNER, self.prompts.planner(self.state.request, self.current_script, limit),
                             cancel=cancel, emit=emit, side_chain=True)
             plan = planner.parse_plan(gen, self.state.request, limit)
             if plan.used_fallback:
@@ -268,7 +270,7 @@ class Session:
             base_script = ctx.failed_script if ctx.kind == ContextKind.ERROR and ctx.failed_script else self.current_script
             lead_gen = self._ask(
                 Agent.LEAD,
-                lead.instruction_messages(
+                self.prompts.lead(
                     self.state.request, self.step_text, self.current_script,
                     error=ctx.error if ctx.kind == ContextKind.ERROR else None,
                     failed_script=ctx.failed_script,
@@ -282,13 +284,14 @@ class Session:
             instruction, fallback = lead.parse_instruction(lead_gen, self.step_text)
             if fallback:
                 emit(SessionEvent(EventKind.NOTE, "the lead gave no instruction; using the step text"))
-            messages = worker.worker_messages(instruction, base_script)
+            call = self.prompts.worker(instruction, base_script)
+            messages = messages_for(call, teacher)
             step.cycle += 1
             self.steps[index].cycles = step.cycle
             if step.prompt is None:
                 step.prompt = Prompt(messages_of(messages), instruction, base_script)
             emit(SessionEvent(EventKind.INSTRUCTION, instruction, {"cycle": step.cycle, "teacher": teacher.identity.name}))
-            gen, _ = self.calls.ask("worker", messages, cycle=step.cycle, teachers=[teacher],
+            gen, _ = self.calls.ask("worker", call, cycle=step.cycle, teachers=[teacher],
                                     on_token=(lambda t: on_token("worker", t)) if on_token else None,
                                     cancel=cancel, emit=emit)
             emit(SessionEvent(EventKind.WORKER, gen.text, {"teacher": teacher.identity.name}))
@@ -328,7 +331,7 @@ class Session:
             step.proposal = PendingProposal(output=output, step_index=index, step=self.step_text,
                                             instruction=instruction, base_script=base_script,
                                             messages=messages_of(messages), logprobs=generated, run=run,
-                                            warnings=self._review_warnings(base_script, answer.script))
+                                            warnings=self._review_warnings(answer.script))
             self.steps[index].status = StepStatus.REVIEW
             self.state.status = SessionStatus.REVIEW
             self._save(new_rows=side)
@@ -351,9 +354,11 @@ class Session:
             f"(headless: `shake session --resume {self.id}`)"
         )
 
-    def _review_warnings(self, before: str, after: str) -> list[str]:
-        """What the reviewer should look at twice (a hook for the cheat guard)."""
-        return []
+    def _review_warnings(self, script: str) -> list[str]:
+        """What the reviewer should look at twice: the cheat guard's finding (engine/agents/cheat_guard.py).
+        Against the current script, not a fix cycle's failed one: that may have lost the functions already."""
+        report = cheat_guard.check_proposal(self.current_script, script, f"{self.state.request}\n{self.step_text}")
+        return [report.reason] if report.flagged else []
 
     def _worker_side_chain(self, messages, instruction, teacher, script, ran, emit, cancel) -> list[Row]:
         if not self.side_chain.enabled:
@@ -383,20 +388,21 @@ class Session:
         explicit = analyzer.explicit_label(text)
         if explicit is not None:
             return explicit
-        messages = analyzer.analyzer_messages(text, self.step_text)
-        gen, teacher = self.calls.ask("analyzer", messages, cycle=self.state.step.cycle, cancel=cancel)
+        call = self.prompts.analyzer(text, self.step_text)
+        gen, teacher = self.calls.ask("analyzer", call, cycle=self.state.step.cycle, cancel=cancel)
         if self.side_chain.enabled:
-            self._analyzer = self.side_chain.analyzer_answers(text, messages, gen, teacher, session_id=self.id,
+            self._analyzer = self.side_chain.analyzer_answers(text, messages_for(call, teacher), gen, teacher, session_id=self.id,
                                                               step_index=self.state.step_index,
                                                               cycle=self.state.step.cycle, cancel=cancel)
-        return analyzer.parse_classification(gen, text)
+        return analyzer.classify(gen, text, teacher=teacher, call=call, settings=self.config.analyzer,
+                                 form=answer_form(teacher))
 
     def _analyzer_rows(self, classification: Classification, emit: EventSink) -> list[Row]:
         """The analyzer's side-chain row, decided now that the label is final."""
         answers, self._analyzer = self._analyzer, None
         if answers is None or answers.feedback != classification.feedback:
             return []
-        row = self.side_chain.analyzer_row(answers, classification.label, confirmed=classification.source != "default",
+        row = self.side_chain.analyzer_row(answers, classification.label, confirmed=classification.source not in ("default", "unsure"),
                                            step_index=self.state.step_index, step_text=self.step_text,
                                            cycle=self.state.step.cycle, emit=emit)
         return [row] if row else []

@@ -27,10 +27,10 @@ import numpy as np
 
 from engine.agents import analyzer, judge, worker
 from engine.agents.call import sampling_for
-from engine.agents.parsing import parse_label
 from engine.config import Config
 from engine.errors import OutputFormatError
 from engine.execution import run_script
+from engine.prompts import PromptCall
 from engine.session.calls import AgentCalls, identity_of, logprob_record, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
 from engine.store.schema import (
@@ -103,8 +103,8 @@ class SideChain:
         return Rejected(**{**out.__dict__, "kind": RejectedKind.STUDENT, "error": reason,
                            "student_version": identity.model})
 
-    def _judge(self, messages: list[Message], teacher: Teacher, cycle: int, cancel, emit: EventSink) -> str | None:
-        gen, _ = self.calls.ask("worker", messages, cycle=cycle, teachers=[teacher], cancel=cancel, emit=emit,
+    def _judge(self, call: PromptCall, teacher: Teacher, cycle: int, cancel, emit: EventSink) -> str | None:
+        gen, _ = self.calls.ask("worker", call, cycle=cycle, teachers=[teacher], cancel=cancel, emit=emit,
                                 top_logprobs=False)
         return judge.parse_verdict(gen)
 
@@ -124,7 +124,7 @@ class SideChain:
             if not run.ok and teacher_ran:
                 reason = f"failed when run where the teacher's script ran: {run.error_text(500)}"
             elif run.ok and teacher_ran and teacher_script is not None and self.config.student.judge:
-                verdict = self._judge(judge.judge_messages(instruction, teacher_script, script), teacher, cycle,
+                verdict = self._judge(self.calls.prompts.judge(instruction, teacher_script, script), teacher, cycle,
                                       cancel, emit)
                 if verdict == "A":
                     reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
@@ -146,7 +146,7 @@ class SideChain:
         if not ans.gen.text.strip():
             reason = "empty answer"
         elif self.config.student.judge:
-            verdict = self._judge(judge.judge_text_messages(messages[-1]["content"], gen.text, ans.gen.text), teacher,
+            verdict = self._judge(self.calls.prompts.judge_text(messages[-1]["content"], gen.text, ans.gen.text), teacher,
                                   cycle, cancel, emit)
             if verdict == "A":
                 reason = f"the teacher '{teacher.identity.name}' judged its own answer better"
@@ -184,7 +184,7 @@ class SideChain:
                      step_text: str, cycle: int, emit: EventSink = ignore) -> Row | None:
         if not confirmed:
             return None
-        theirs, mine = parse_label(answers.gen.text), parse_label(answers.student.gen.text)
+        theirs, mine = analyzer.answer_label(answers.gen), analyzer.answer_label(answers.student.gen)
         if mine == label:
             return None
         if theirs == label:

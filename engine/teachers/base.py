@@ -4,6 +4,18 @@ A teacher turns chat messages into a `Generation`: the text and, per generated t
 log-probability, top-k alternatives and id (where the backend has ids). `score(messages, response)`
 returns the teacher-forced log-probabilities of a given response, or raises `ScoringUnsupported`.
 Streaming goes through `on_token`; `cancel` (a `threading.Event`) stops a generation between tokens.
+
+Constrained answers: a teacher whose `answer_form` is not "off" takes `constraint=` in `generate`
+(a `Constraint`: the GBNF grammar and the JSON schema of one agent's answer, by name and version).
+The form is "grammar" (the text form, masked by a llama.cpp grammar), "json" (a JSON object, by the
+server's structured-output support) or "off" (the shape is asked for in the prompt only; teachers
+that declare nothing, such as the student, are "off"). A generation records the
+constraint that was enforced (`Generation.constraint`, e.g. "worker@1") and the prompt version it
+answered (`Generation.prompt_version`), for the row's provenance.
+
+The recorded log-probabilities are always the model's own distribution *before* any grammar mask
+(shared/README §8): the KD term distills what the model believes, and a teacher-forced re-score of
+the same text, which has no mask, gives the same numbers.
 """
 
 from __future__ import annotations
@@ -48,6 +60,18 @@ class SamplingParams:
         return asdict(self)
 
 
+ANSWER_FORMS = ("grammar", "json", "off")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The shape one agent's answer must take, in the two forms backends can enforce."""
+
+    name: str  # "<agent>@<version>", recorded with every answer generated under it
+    gbnf: str  # llama.cpp grammar of the text form (embedded, llama.cpp servers)
+    json_schema: dict  # the JSON form (Ollama `format`, OpenAI-compatible `response_format`)
+
+
 @dataclass
 class Generation:
     text: str
@@ -56,6 +80,8 @@ class Generation:
     sampling: SamplingParams | None = None
     finish_reason: str = "stop"  # stop | length
     seconds: float = 0.0
+    constraint: str | None = None  # the Constraint.name the backend enforced; None: unconstrained
+    prompt_version: str | None = None  # the AgentPrompt.version the messages were built from
 
     @property
     def has_logprobs(self) -> bool:
@@ -75,6 +101,12 @@ def file_fingerprint(path: Path) -> str:
             f.seek(-(1 << 20), os.SEEK_END)
             h.update(f.read(1 << 20))
     return "sha256-head-tail:" + h.hexdigest()[:24]
+
+
+def answer_form(teacher: object) -> str:
+    """The form a teacher answers in: "grammar", "json" or "off" (a teacher that declares none)."""
+    form = getattr(teacher, "answer_form", "off")
+    return form if form in ANSWER_FORMS else "off"
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from engine.config import Config, TeacherConfig
+from engine.config import Config, TeacherConfig, default_of
 from engine.config_edit import free_name, slug
 from engine.errors import InputError, ModelNotFound, TeacherUnavailable
 from engine.teachers.ollama_backend import DEFAULT_HOST as OLLAMA_DEFAULT_HOST
@@ -48,7 +48,7 @@ OPENAI_PORTS = (8080, 8000)
 # lines plus the instruction and the answer, and cost a 7B model about half a GB, where its full
 # 32k or 128k would cost several GB on every request.
 N_CTX_CAP = 8192
-N_CTX_UNKNOWN = 4096  # the configuration's own default, when a server does not say
+N_CTX_UNKNOWN = default_of(TeacherConfig, "n_ctx")  # the configuration's own default, when a server does not say
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
 

@@ -5,6 +5,15 @@ default context is small) and explicit timeouts (the client has none by default)
 token strings without ids, and the client drops the `bytes` field, so tokens are recorded by their
 UTF-8 text with id -1; the trainer aligns them to the student by byte offsets.
 
+Constrained answers: Ollama enforces a JSON schema given as `format` (structured outputs), so its
+teachers answer in each agent's JSON form (`constrain = "auto"` or "json"). Its runner computes the
+log-probabilities from the model's logits before its sampler, which is where the schema's grammar
+is applied (ollama/ollama `runner/common/logprob.go`, `CalculateLogprobs(logits, ...)`): the model's
+distribution before the mask, as the KD term assumes. Read from Ollama's source, not tested here
+(no Ollama server can run on the development machine). One revision of that file also divides the
+logits by the sampling temperature first; a teacher meant for distillation on such a version
+should sample at temperature 1 or 0.
+
 Ollama itself cannot score a given text. But when the server runs on this machine, the GGUF it runs
 is on this disk (`ollama_blobs.py` reads Ollama's manifests): then `score` opens that very file with
 the embedded llama.cpp backend, which gives exact teacher-forced log-probabilities of the same weights
@@ -22,7 +31,7 @@ import ollama
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
-from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.base import Constraint, Generation, Message, ModelIdentity, SamplingParams, TokenCallback
 from engine.teachers.retry import Retryable, broken_stream, with_retries
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -41,6 +50,7 @@ def is_loopback(host: str) -> bool:
 class OllamaTeacher:
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
+        self.answer_form = config.answer_form
         self.host = config.host or DEFAULT_HOST
         self.client = ollama.Client(
             host=self.host,
@@ -108,8 +118,11 @@ class OllamaTeacher:
         *,
         on_token: TokenCallback | None = None,
         cancel: threading.Event | None = None,
+        constraint: Constraint | None = None,
     ) -> Generation:
         started = time.perf_counter()
+        if constraint is not None and self.answer_form != "json":
+            constraint = None
         where = f"Ollama teacher '{self.config.name}' at {self.host}"
         options = {
             "temperature": sampling.temperature,
@@ -132,6 +145,7 @@ class OllamaTeacher:
                     options=options,
                     logprobs=sampling.top_logprobs > 0,
                     top_logprobs=sampling.top_logprobs or None,
+                    format=constraint.json_schema if constraint is not None else None,
                 )
                 for chunk in stream:
                     if cancel is not None and cancel.is_set():
@@ -164,7 +178,8 @@ class OllamaTeacher:
                 raise self._fail(err) from None
             if finish is None:  # the stream ended without its final `done` chunk
                 raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
-            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started,
+                              constraint=constraint.name if constraint else None)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 

@@ -3,6 +3,13 @@
 Chat completions are streamed over `httpx` with `logprobs: true, top_logprobs: N`; each chunk's
 `choices[0].logprobs.content` carries `{token, logprob, bytes, top_logprobs}` (llama.cpp adds `id`).
 A chat endpoint cannot score a given text, so `score` raises `ScoringUnsupported`.
+
+Constrained answers (`constrain`): "grammar" sends the agent's GBNF as `grammar`, which llama.cpp's
+`llama-server` and `python -m llama_cpp.server` both apply; "json" sends OpenAI's
+`response_format: {"type": "json_schema", ...}` (llama-server, vLLM). The server enforces it; a
+server that ignores the field answers unconstrained, and the strict parsers still judge the answer.
+Both llama.cpp servers report log-probabilities of the logits before their samplers (the grammar
+among them): the model's own distribution, as the embedded backend records it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from engine.errors import (
     TeacherUnavailable,
 )
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
-from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback
+from engine.teachers.base import Constraint, Generation, Message, ModelIdentity, SamplingParams, TokenCallback
 from engine.teachers.retry import Retryable, broken_stream, with_retries
 
 
@@ -42,6 +49,15 @@ def parse_token_entry(entry: dict) -> TokenLogprob:
     return TokenLogprob(int(entry.get("id", -1)), token_bytes(entry), float(entry["logprob"]), top)
 
 
+def constraint_fields(constraint: Constraint, form: str) -> dict:
+    """The request fields that hold an answer to its shape on an OpenAI-compatible server."""
+    if form == "grammar":
+        return {"grammar": constraint.gbnf}
+    name = constraint.name.replace("@", "_v")  # OpenAI's schema names allow [a-zA-Z0-9_-]
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": name, "schema": constraint.json_schema, "strict": True}}}
+
+
 class OpenAICompatTeacher:
     can_score = False
 
@@ -49,6 +65,7 @@ class OpenAICompatTeacher:
         if not config.host:
             raise TeacherError(f"teacher '{config.name}' (openai backend) needs host = \"http://HOST:PORT\"")
         self.config = config
+        self.answer_form = config.answer_form
         self.base = config.host.rstrip("/")
         if self.base.endswith("/v1"):
             self.base = self.base[:-3]
@@ -98,6 +115,7 @@ class OpenAICompatTeacher:
         *,
         on_token: TokenCallback | None = None,
         cancel: threading.Event | None = None,
+        constraint: Constraint | None = None,
     ) -> Generation:
         payload = {
             "model": self.config.model,
@@ -112,6 +130,10 @@ class OpenAICompatTeacher:
         }
         if sampling.top_logprobs > 0:
             payload["top_logprobs"] = sampling.top_logprobs
+        if constraint is not None and self.answer_form == "off":
+            constraint = None
+        if constraint is not None:
+            payload.update(constraint_fields(constraint, self.answer_form))
         started = time.perf_counter()
         where = f"teacher '{self.config.name}' at {self.base}"
 
@@ -163,7 +185,8 @@ class OpenAICompatTeacher:
                 raise TeacherError(f"{where} sent a malformed stream chunk ({err}); the partial answer was discarded") from None
             if finish is None:  # no finish_reason and no [DONE]: the stream was cut
                 raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
-            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started)
+            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started,
+                              constraint=constraint.name if constraint else None)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 

@@ -437,6 +437,8 @@ class SessionScreen(Screen):
         self.query_one(StatusBar).author = f"{teacher.get('name')} ({teacher.get('backend')})"
         await self.query_one(DiffPane).show(proposal.base_script, proposal.script)
         self.query_one(RunLog).show_text(proposal.run.log())
+        if proposal.warnings:  # the cheat guard's finding: plain text, never markup
+            self.query_one(Banner).say(" ".join(sanitize(w) for w in proposal.warnings), "warning")
         self.query_one(TabbedContent).active = "tab-diff"
         # The diff has the focus, so that n / p / s / d act on it at once; i starts typing feedback.
         self.query_one(DiffPane).focus()

@@ -1,5 +1,6 @@
 """The trainer: settings, start, stop and resume a run in its own process; live loss curves from its
-metrics file; evaluation with its result, or the reason it failed, on screen.
+metrics file; evaluation with its result, or the reason it failed, on screen; the scoreboard (the run's
+student against the teacher on the held-out steps, `shake eval RUN --scoreboard`) under it.
 
 A run outlives the app when the user quits and leaves it running (see `tui.training`): at the next
 start the app finds it again, and this screen shows it live.
@@ -58,8 +59,10 @@ class TrainerScreen(Screen):
         Binding("t", "start", "Train", id="trainer.start"),
         Binding("c", "settings", "Settings", id="trainer.settings"),
         Binding("S", "stop", "Stop", id="trainer.stop"),
-        Binding("R", "resume", "Resume run", id="trainer.resume"),
-        Binding("v", "evaluate", "Evaluate", id="trainer.eval"),
+        Binding("R", "resume", "Continue", id="trainer.resume", tooltip="Resume the stopped run from its last checkpoint"),
+        Binding("v", "evaluate", "Eval", id="trainer.eval", tooltip="Held-out loss and pass rate (shake eval)"),
+        Binding("b", "scoreboard", "Score", id="trainer.scoreboard",
+                tooltip="The student against its teacher on the held-out steps (shake eval --scoreboard)"),
     ]
 
     @dataclass
@@ -68,6 +71,12 @@ class TrainerScreen(Screen):
 
         run_dir: Path
         result: dict
+
+    @dataclass
+    class Scored(Message):
+        """`shake eval --scoreboard` finished: RUN/scoreboard.json is written."""
+
+        run_dir: Path
 
     @dataclass
     class EvaluationFailed(Message):
@@ -181,36 +190,58 @@ class TrainerScreen(Screen):
         self.launch(["--resume", "--run-dir", str(self.run_dir)])
 
     # -- evaluation ---------------------------------------------------------------------------
-    def action_evaluate(self) -> None:
+    def can_evaluate(self) -> bool:
         if self.run_dir is None:
             self.app.notify("No run to evaluate", severity="warning")
-            return
+            return False
         if self.running:
             self.app.notify("Wait for the run to finish (or stop it) before evaluating", severity="warning")
-            return
+            return False
         if self.evaluating:
             self.app.notify("An evaluation is already running", severity="warning")
+            return False
+        return True
+
+    def action_evaluate(self) -> None:
+        if not self.can_evaluate():
             return
         self.evaluating = True
         self.query_one("#eval-results", Static).update(Text("Evaluating on the held-out rows…"))
         self.query_one("#eval-results", Static).set_classes("")
         self.evaluate(self.run_dir)
 
-    @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
-    def evaluate(self, run_dir: Path) -> None:
-        """`shake eval RUN` in its own process; quitting the app ends it."""
+    def action_scoreboard(self) -> None:
+        if not self.can_evaluate():
+            return
+        self.evaluating = True
+        self.query_one("#eval-results", Static).update(
+            Text("Scoring the student and its teacher on the held-out steps (each answer is generated and run)…"))
+        self.query_one("#eval-results", Static).set_classes("")
+        self.score(self.run_dir)
+
+    def run_shake(self, run_dir: Path, *args: str) -> str | None:
+        """`shake eval RUN ARGS` in its own process (quitting the app ends it): its output, or None when
+        it was cancelled or failed (the failure's reason posted for the screen)."""
         worker = get_current_worker()
-        proc = subprocess.Popen([*self.app.shake_command, "eval", str(run_dir)], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*self.app.shake_command, "eval", str(run_dir), *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         while proc.poll() is None:
             if worker.is_cancelled:
                 proc.kill()
                 proc.wait()
-                return
+                return None
             time.sleep(0.1)
         out, err = proc.communicate()
         if proc.returncode != 0:
             self.post_message(self.EvaluationFailed(run_dir, failure_reason(err or out)))
+            return None
+        return out
+
+    @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
+    def evaluate(self, run_dir: Path) -> None:
+        """`shake eval RUN`: held-out loss and pass rate."""
+        out = self.run_shake(run_dir)
+        if out is None:
             return
         try:
             result = json.loads(out[out.index("{"):])
@@ -218,6 +249,23 @@ class TrainerScreen(Screen):
             self.post_message(self.EvaluationFailed(run_dir, f"unreadable output: {failure_reason(out)}"))
             return
         self.post_message(self.Evaluated(run_dir, result))
+
+    @work(thread=True, exclusive=True, group="eval", exit_on_error=False)
+    def score(self, run_dir: Path) -> None:
+        """`shake eval RUN --scoreboard`: the student against its teacher, step by step."""
+        if self.run_shake(run_dir, "--scoreboard") is not None:
+            self.post_message(self.Scored(run_dir))
+
+    @on(Scored)
+    def on_scored(self, message: Scored) -> None:
+        self.evaluating = False
+        self.show_eval(self.held_out_figures(message.run_dir))
+
+    def held_out_figures(self, run_dir: Path) -> dict:
+        try:
+            return json.loads((run_dir / "eval.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
 
     @on(Evaluated)
     def on_evaluated(self, message: Evaluated) -> None:
@@ -232,9 +280,20 @@ class TrainerScreen(Screen):
         results.set_classes("error-text")
 
     def show_eval(self, data: dict) -> None:
-        parts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in data.items())
+        from trainer.scoreboard import Scoreboard  # here, not at the top: the first paint does not pay for it
+
+        lines = []
+        if data:
+            parts = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in data.items())
+            lines.append(f"Held-out: {parts}")
+        try:
+            board = Scoreboard.load(self.run_dir) if self.run_dir is not None else None
+        except (OSError, ValueError, KeyError, TypeError):
+            board = None
+        if board is not None:
+            lines += ["Scoreboard (b scores again):", *board.lines()]
         results = self.query_one("#eval-results", Static)
-        results.update(Text(f"Held-out: {parts}"))
+        results.update(Text("\n".join(lines)))
         results.set_classes("")
 
     # -- live view ----------------------------------------------------------------------------
@@ -255,13 +314,10 @@ class TrainerScreen(Screen):
         latest = RunDir(self.run_dir).latest_checkpoint(warn=False)  # COMPLETE ones only: a partial save is no checkpoint
         info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {latest.path.name if latest else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
-        eval_path = self.run_dir / "eval.json"
-        if eval_path.exists() and not self.evaluating and not self.query_one("#eval-results", Static).has_class(
-                "error-text"):
-            try:
-                self.show_eval(json.loads(eval_path.read_text()))
-            except (json.JSONDecodeError, OSError):
-                pass
+        shown = [self.run_dir / "eval.json", self.run_dir / "scoreboard.json"]
+        if any(p.exists() for p in shown) and not self.evaluating and not self.query_one(
+                "#eval-results", Static).has_class("error-text"):
+            self.show_eval(self.held_out_figures(self.run_dir))
         if not rows or len(rows) == self.shown_steps:
             return
         self.shown_steps = len(rows)
