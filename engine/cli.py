@@ -307,7 +307,7 @@ def cmd_data_export(args: argparse.Namespace) -> int:
         else:
             tokenizer = None
             if args.format == "axolotl":
-                from trainer.student import load_tokenizer  # the trainer's own student loader
+                from engine.student.loader import load_tokenizer  # the trainer's own student loader
 
                 tokenizer = load_tokenizer(args.student or "")
             if args.out is None:  # the JSONL itself on stdout, nothing else, so that it pipes

@@ -36,6 +36,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 from engine.inputs import decode_utf8
+from engine.student.precision import PRECISIONS
 
 BACKENDS = ("embedded", "ollama", "openai", "student")
 CONSTRAIN = ("auto", "grammar", "json", "off")
@@ -148,6 +149,8 @@ class TeacherConfig:
     retries: int = setting(3, "on connection errors and HTTP 503 only, with backoff and jitter", bounds=between(0, 100))
     seed: int = setting(0, "sampling seed; each cycle adds its number", bounds=between(0, 2**31 - 1))
     n_threads: int = setting(0, "embedded only; 0: all cores", bounds=between(0, 1024))
+    precision: str = setting("auto", "student only: auto (bf16 on a CPU with AMX or AVX-512-BF16 and on a GPU with "
+                                     "bf16, else fp32), fp32, bf16 or fp16", choices=PRECISIONS)
     constrain: str = setting("auto", "hold answers to each agent's shape: grammar (llama.cpp GBNF: embedded, llama.cpp "
                                      "servers), json (a JSON schema: Ollama `format`, OpenAI `response_format`), off; "
                                      "auto: grammar for embedded and openai, json for ollama, off for student",

@@ -36,6 +36,10 @@ class ScoringUnsupported(TeacherError):
     """The backend cannot compute teacher-forced log-probabilities of a given text."""
 
 
+class StudentError(ShakeError):
+    """A trained student or its run directory cannot be found or loaded as given."""
+
+
 class GenerationCancelled(ShakeError):
     """The user cancelled a generation; nothing of it is stored."""
 

@@ -32,7 +32,8 @@ def write_config(shake_env, extra: str) -> None:
 
 
 def test_a_trained_student_is_a_teacher_with_logprobs(tiny_student):
-    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=tiny_student))
+    # fp32: decoding with the KV cache and scoring in one pass then agree to rounding
+    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=tiny_student, precision="fp32"))
     teacher.health()
     gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=12, top_logprobs=4))
     assert teacher.identity.backend == "student" and teacher.identity.quantization == "merged"
@@ -204,7 +205,7 @@ def test_gguf_export_runs_on_llama_cpp_with_the_same_numbers(tiny_student, tmp_p
 
     out = export_gguf(Path(tiny_student), tmp_path / "student.gguf", default_gguf_path())
     as_gguf = EmbeddedTeacher(TeacherConfig(name="g", model=str(out), n_ctx=512))
-    as_hf = StudentTeacher(TeacherConfig(name="h", backend="student", model=tiny_student))
+    as_hf = StudentTeacher(TeacherConfig(name="h", backend="student", model=tiny_student, precision="fp32"))
     text = "print('hello world')\n"
     a = as_gguf.score(MESSAGES, text, top_logprobs=3)
     b = as_hf.score(MESSAGES, text, top_logprobs=3)

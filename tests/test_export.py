@@ -58,6 +58,7 @@ def check_export(run_dir: Path, out: Path):
 
     from engine.teachers.embedded import EmbeddedTeacher
     from engine.teachers.student import StudentTeacher
+    from engine.student.precision import FP32
     from trainer.evaluate import load_trained
     from trainer.export import export_student
     from trainer.modelfile import render_go_template
@@ -67,7 +68,7 @@ def check_export(run_dir: Path, out: Path):
     # the merged directory is a plain Hugging Face model: no leftover GGUF quantization mark
     assert "quantization_config" not in json.loads((exported.merged / "config.json").read_text())
     merged = AutoModelForCausalLM.from_pretrained(exported.merged).eval()
-    adapted, tokenizer, _, _ = load_trained(run_dir, device=torch.device("cpu"))
+    adapted, tokenizer, _, _ = load_trained(run_dir, device=torch.device("cpu"), precision=FP32)
     ids = torch.tensor([tokenizer.encode("print('hello')")])
     with torch.no_grad():
         trained = adapted(ids).logits
@@ -77,7 +78,7 @@ def check_export(run_dir: Path, out: Path):
     # the GGUF on the embedded backend scores like the merged student on the student backend; llama.cpp
     # keeps its KV cache in F16 there, which costs SmolLM2's 30 layers up to ~0.013 nats on a token
     as_gguf = EmbeddedTeacher(TeacherConfig(name="g", model=str(exported.gguf), n_ctx=512))
-    as_hf = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(exported.merged)))
+    as_hf = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(exported.merged), precision="fp32"))
     a = as_gguf.score(MESSAGES, TEXT, top_logprobs=3)
     b = as_hf.score(MESSAGES, TEXT, top_logprobs=3)
     assert a.token_ids.tolist() == b.token_ids.tolist()
@@ -145,7 +146,7 @@ def test_each_architecture_scores_the_same_on_llama_cpp(arch, smol_tokenizer, tm
     out = export_gguf(tmp_path / "hf", tmp_path / "m.gguf", default_gguf_path())
     assert check_gguf(out, model, smol_tokenizer) < 2e-3
     a = EmbeddedTeacher(TeacherConfig(name="g", model=str(out), n_ctx=512)).score(MESSAGES, TEXT, top_logprobs=3)
-    b = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(tmp_path / "hf"))).score(
+    b = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(tmp_path / "hf"), precision="fp32")).score(
         MESSAGES, TEXT, top_logprobs=3)
     assert a.token_ids.tolist() == b.token_ids.tolist()
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)

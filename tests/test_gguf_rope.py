@@ -30,7 +30,7 @@ def test_gguf_export_keeps_a_non_default_rope_base(smol_tokenizer, tmp_path):
     messages = [{"role": "user", "content": "Write print(1) and explain it in a few words, please."}]
     text = "print(1) prints the number one; nothing else happens in this little script.\n" * 3
     a = EmbeddedTeacher(TeacherConfig(name="g", model=str(out), n_ctx=512)).score(messages, text, top_logprobs=3)
-    b = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(model_dir))).score(messages, text, top_logprobs=3)
+    b = StudentTeacher(TeacherConfig(name="h", backend="student", model=str(model_dir), precision="fp32")).score(messages, text, top_logprobs=3)
     assert a.token_ids.tolist() == b.token_ids.tolist()
     # large random weights round more in F32 matmuls than a trained model's (2e-3 in the tiny-student test);
     # with RoPE at the default base instead, the difference is above 10 nats

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
+from engine.errors import StudentError
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
 from trainer.recipe import train
@@ -88,7 +89,7 @@ def test_bad_input_gives_one_clear_message(dataset, tiny_student, tmp_path):
         train(cfg(tiny_student, run_dir=str(tmp_path / "e")), empty, progress=False, log=lambda m: None)
     with pytest.raises(TrainError, match="longer than --max-length 64"):
         train(cfg(tiny_student, max_length=64, run_dir=str(tmp_path / "l")), dataset, progress=False, log=lambda m: None)
-    with pytest.raises(TrainError, match="no student model at"):
+    with pytest.raises(StudentError, match="no student model at"):
         train(cfg(str(tmp_path / "nope"), run_dir=str(tmp_path / "s")), dataset, progress=False, log=lambda m: None)
     with pytest.raises(TrainError, match="already holds a run"):
         (tmp_path / "s").mkdir(exist_ok=True)
@@ -119,6 +120,7 @@ def test_unmappable_teacher_vocabulary(tiny_student, tmp_path, shake_env):
 def test_eval_and_export(dataset, tiny_student, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from engine.student.precision import FP32
     from trainer.evaluate import evaluate, load_trained
     from trainer.export import export_student
 
@@ -129,7 +131,7 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
     assert json.loads((result.run_dir / "eval.json").read_text())["held_out_rows"] == report["held_out_rows"]
     exported = export_student(result.run_dir, tmp_path / "export")
     merged = AutoModelForCausalLM.from_pretrained(exported.merged).eval()
-    adapted, tokenizer, _, _ = load_trained(result.run_dir, device=torch.device("cpu"))
+    adapted, tokenizer, _, _ = load_trained(result.run_dir, device=torch.device("cpu"), precision=FP32)
     ids = torch.tensor([tokenizer.encode("print('hello')")])
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-4, atol=1e-4)

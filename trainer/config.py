@@ -29,6 +29,8 @@ class TrainConfig:
     student: str = opt("", "Hugging Face model directory or .gguf file (default: bundled SmolLM2-135M-Instruct)")
     load_in_4bit: str = opt("auto", "nf4 4-bit base (QLoRA): auto = on for CUDA, off for CPU; or on / off")
     device: str = opt("auto", "auto, cpu or cuda")
+    precision: str = opt("auto", "auto (bf16 on a GPU with bf16 and on a CPU with AMX or AVX-512-BF16, else fp32), "
+                                 "fp32, bf16 or fp16: the frozen base's dtype; LoRA and optimizer stay fp32")
     # -- LoRA --------------------------------------------------------------------------------
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r)")
@@ -66,6 +68,7 @@ class TrainConfig:
             (self.max_length >= 16, "--max-length must be at least 16"),
             (self.load_in_4bit in ("auto", "on", "off"), "--load-in-4bit is auto, on or off"),
             (self.device in ("auto", "cpu", "cuda"), "--device is auto, cpu or cuda"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision is auto, fp32, bf16 or fp16"),
             (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
             (self.lam >= 0, "--lam must be >= 0"),
             (self.kd_divergence in ("forward", "reverse", "jsd"), "--kd-divergence is forward, reverse or jsd"),

@@ -3,8 +3,9 @@
 Each row becomes an `Example`: the student's chat-templated prompt, the chosen response (+ EOS),
 the rejected response (+ EOS) when the row has one, and the teacher's soft labels aligned to the
 chosen tokens. `collate` packs a list of examples into one batch in which chosen and rejected
-sequences go through the model together (ORPO's concatenated forward pass), and records, for every
-response token, where its hidden state sits and which row it belongs to.
+go through the model together (ORPO's concatenated forward pass, with each prompt computed once for
+both responses), and records, for every response token, where its hidden state sits and which row it
+belongs to.
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ def held_out_steps(rows: list[Row], held: list[Example]) -> list[HeldOutStep]:
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor  # [S, L]
-    attention_mask: torch.Tensor  # [S, L]
+    """One packed sequence per row: prompt, chosen, rejected (see `collate`)."""
+
+    input_ids: torch.Tensor  # [B, L]
+    attention_mask: torch.Tensor  # [B, 1, L, L] bool: True where a query position may attend a key position
+    position_ids: torch.Tensor  # [B, L]: the rejected response restarts right after the prompt
     n_rows: int
-    chosen_seq: torch.Tensor  # per chosen response token: sequence index
+    chosen_seq: torch.Tensor  # per chosen response token: its row's sequence index
     chosen_pos: torch.Tensor  # position whose hidden state predicts it
     chosen_labels: torch.Tensor
     chosen_row: torch.Tensor
@@ -184,32 +188,53 @@ class Batch:
     rejected_pos: torch.Tensor
     rejected_labels: torch.Tensor
     rejected_row: torch.Tensor
-    n_tokens: int
+    n_tokens: int  # prompt+chosen plus prompt+rejected tokens: what a trainer without sharing processes
+    n_positions: int  # positions the model actually runs (each prompt once)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()})
 
 
 def collate(examples: list[Example], pad_id: int) -> Batch:
+    """Pack each row into one sequence, prompt + chosen + rejected, with the prompt computed once.
+
+    ORPO's concatenated forward pass runs prompt+chosen and prompt+rejected as two sequences, so
+    every prompt goes through the model twice. Here the rejected response follows the chosen one in
+    the same sequence; the attention mask keeps it from seeing the chosen response (it attends to
+    the prompt and to itself, causally) and its position ids restart where the prompt ends, so each
+    hidden state is exactly what the separate sequence would give:
+
+        tokens     p0 .. pP-1 | c0 .. cC-1 | r0 .. rR-1
+        positions  0  .. P-1  | P  .. P+C-1 | P  .. P+R-1
+        attends    causal     | p, causal c | p, causal r
+
+    The first token of both responses is predicted from the last prompt position. Padding positions
+    attend to themselves only (a fully masked row would give NaN in the attention softmax).
+    """
     sequences: list[list[int]] = []
+    positions: list[list[int]] = []
+    layout: list[tuple[int, int, int]] = []  # (P, C, R) per row
     c_seq, c_pos, c_lab, c_row = [], [], [], []
     r_seq, r_pos, r_lab, r_row = [], [], [], []
     k = max((ex.kd.ids.shape[1] for ex in examples if ex.kd is not None), default=0)
     kd_ids_parts, kd_lp_parts, kd_mask_parts = [], [], []
-
-    def add(prompt: list[int], response: list[int]) -> tuple[int, list[int], list[int]]:
-        s = len(sequences)
-        sequences.append(prompt + response)
-        start = len(prompt) - 1
-        return s, list(range(start, start + len(response))), response
-
+    n_tokens = 0
     for row, ex in enumerate(examples):
-        s, pos, labels = add(ex.prompt_ids, ex.chosen_ids)
-        c_seq += [s] * len(pos)
-        c_pos += pos
-        c_lab += labels
-        c_row += [row] * len(pos)
-        n = len(ex.chosen_ids)
+        p, c, r = ex.prompt_ids, ex.chosen_ids, ex.rejected_ids or []
+        sequences.append(p + c + r)
+        positions.append(list(range(len(p) + len(c))) + list(range(len(p), len(p) + len(r))))
+        layout.append((len(p), len(c), len(r)))
+        n_tokens += len(p) + len(c) + (len(p) + len(r) if r else 0)
+        c_seq += [row] * len(c)
+        c_pos += range(len(p) - 1, len(p) - 1 + len(c))
+        c_lab += c
+        c_row += [row] * len(c)
+        if r:
+            r_seq += [row] * len(r)
+            r_pos += [len(p) - 1] + list(range(len(p) + len(c), len(p) + len(c) + len(r) - 1))
+            r_lab += r
+            r_row += [row] * len(r)
+        n = len(c)
         ids = np.full((n, k), -1, dtype=np.int64)
         lps = np.full((n, k), -np.inf, dtype=np.float32)
         mask = np.zeros(n, dtype=bool)
@@ -221,28 +246,30 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
         kd_ids_parts.append(ids)
         kd_lp_parts.append(lps)
         kd_mask_parts.append(mask)
-    for row, ex in enumerate(examples):
-        if ex.rejected_ids:
-            s, pos, labels = add(ex.prompt_ids, ex.rejected_ids)
-            r_seq += [s] * len(pos)
-            r_pos += pos
-            r_lab += labels
-            r_row += [row] * len(pos)
     length = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), length), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        input_ids[i, : len(seq)] = torch.tensor(seq)
-        attention[i, : len(seq)] = 1
+    position_ids = torch.zeros((len(sequences), length), dtype=torch.long)
+    attention = torch.zeros((len(sequences), 1, length, length), dtype=torch.bool)
+    causal = torch.ones((length, length), dtype=torch.bool).tril()
+    for i, (seq, pos, (p, c, r)) in enumerate(zip(sequences, positions, layout)):
+        n = len(seq)
+        input_ids[i, :n] = torch.tensor(seq)
+        position_ids[i, :n] = torch.tensor(pos)
+        position_ids[i, n:] = torch.arange(n, length)
+        attention[i, 0, :n, :n] = causal[:n, :n]
+        attention[i, 0, p + c : n, p : p + c] = False  # the rejected response never sees the chosen one
+        attention[i, 0, range(n, length), range(n, length)] = True  # padding: itself only
     long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     return Batch(
         input_ids=input_ids,
         attention_mask=attention,
+        position_ids=position_ids,
         n_rows=len(examples),
         chosen_seq=long(c_seq), chosen_pos=long(c_pos), chosen_labels=long(c_lab), chosen_row=long(c_row),
         kd_ids=torch.from_numpy(np.concatenate(kd_ids_parts)),
         kd_logps=torch.from_numpy(np.concatenate(kd_lp_parts)),
         kd_mask=torch.from_numpy(np.concatenate(kd_mask_parts)),
         rejected_seq=long(r_seq), rejected_pos=long(r_pos), rejected_labels=long(r_lab), rejected_row=long(r_row),
-        n_tokens=int(attention.sum()),
+        n_tokens=n_tokens,
+        n_positions=sum(len(s) for s in sequences),
     )

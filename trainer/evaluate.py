@@ -16,56 +16,52 @@ import torch
 
 from engine.agents.parsing import parse_worker_output
 from engine.config import RunnerConfig
-from engine.errors import OutputFormatError
+from engine.errors import OutputFormatError, StudentError
 from engine.execution import run_script
 from engine.store import Snapshot
 from engine.store.atomic import atomic_write_text
+from engine.student import runs
+from engine.student.loader import load_student, resolve_device, resolve_student
+from engine.student.precision import Precision, resolve_precision
 from trainer.config import TrainConfig
 from trainer.data import build_examples, collate, held_out_steps, prompt_ids, split
 from trainer.errors import TrainError
 from trainer.recipe import batch_loss
-from trainer.student import load_base_model, load_tokenizer, resolve_device
 
 
 def resolve_run(run: str, data_dir: Path) -> Path:
-    path = Path(run).expanduser()
-    if path.is_dir():
-        return path
-    candidate = Path(data_dir) / "runs" / run
-    if candidate.is_dir():
-        return candidate
-    runs = sorted(p.name for p in (Path(data_dir) / "runs").glob("*")) if (Path(data_dir) / "runs").exists() else []
-    raise TrainError(f"no training run '{run}' (runs in {data_dir}/runs: {', '.join(runs) or 'none'})")
+    """A run given by name (under DATA/runs) or by directory (`engine.student.runs` owns the layout)."""
+    try:
+        return runs.resolve_run(run, data_dir).path
+    except StudentError as err:
+        raise TrainError(str(err)) from None
 
 
 def adapter_dir(run_dir: Path) -> Path:
-    if (run_dir / "adapter" / "adapter_config.json").exists():
-        return run_dir / "adapter"
-    from trainer.checkpoint import latest_checkpoint
-
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
+    """The run's final adapter, else its newest complete checkpoint's."""
+    found = runs.RunDir(Path(run_dir)).final_adapter()
+    if found is None:
         raise TrainError(f"{run_dir} has no adapter yet (no finished run and no complete checkpoint)")
-    return ckpt.path / "adapter"
+    return found[0]
 
 
-def load_trained(run_dir: Path, *, device: torch.device | None = None):
-    from peft import PeftModel
+def load_trained(run_dir: Path, *, device: torch.device | None = None, precision: Precision | None = None):
+    """(model with its LoRA layers, tokenizer, the run's TrainConfig, device), in eval mode.
 
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    The precision defaults to the run's own (`--precision`), so that the loss is computed as the
+    trainer computed it; pass `FP32` for exact logits (export checks, GGUF comparisons)."""
+    cfg = TrainConfig.from_dict(runs.RunDir(Path(run_dir)).settings())
     device = device or resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg.student)
-    base = load_base_model(cfg.student, device=device, four_bit=False)
-    model = PeftModel.from_pretrained(base, str(adapter_dir(run_dir)))
-    model.to(device).eval()
-    return model, tokenizer, cfg, device
+    precision = precision or resolve_precision(cfg.precision, device.type)
+    student = load_student(resolve_student(Path(run_dir)), device=device, merge=False, precision=precision)
+    return student.model, student.tokenizer, cfg, device
 
 
 @torch.no_grad()
 def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512, batch_size: int = 2,
              runner: RunnerConfig | None = None) -> dict:
     model, tokenizer, cfg, device = load_trained(run_dir)
-    snapshot = Snapshot(run_dir / "snapshot")
+    snapshot = Snapshot(runs.RunDir(Path(run_dir)).snapshot)
     examples, _ = build_examples(snapshot, tokenizer, cfg)
     _, held = split(examples, cfg.eval_fraction)
     if not held:
@@ -94,5 +90,5 @@ def evaluate(run_dir: Path, *, generate: bool = False, max_new_tokens: int = 512
         result["held_out_steps"] = len(steps)
         result["generated"] = len(steps)
         result["pass_rate"] = passed / len(steps) if steps else None
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=1))
+    atomic_write_text(runs.RunDir(Path(run_dir)).eval_report, json.dumps(result, indent=1))
     return result

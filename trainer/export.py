@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from engine.student.precision import FP32
 from trainer.errors import TrainError
 from trainer.evaluate import adapter_dir, load_trained
 from trainer.modelfile import modelfile
@@ -79,7 +80,8 @@ def export_student(run_dir: Path, out: Path, *, ollama: bool = False, gguf: bool
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TrainError(f"{out} is not an empty directory; choose a new directory for the export")
-    model, tokenizer, cfg, _ = load_trained(run_dir, device=torch.device("cpu"))
+    # fp32 whatever precision the run trained in: the merged weights are exact
+    model, tokenizer, cfg, _ = load_trained(run_dir, device=torch.device("cpu"), precision=FP32)
     tokenizer_gguf = source_gguf(cfg.student) if gguf else None  # refuse before writing anything
     ollama_file = modelfile(tokenizer, "./student.gguf" if gguf else "./merged") if ollama else None
     out.mkdir(parents=True, exist_ok=True)

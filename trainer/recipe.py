@@ -1,9 +1,13 @@
 """The DORPO training recipe, top to bottom.
 
-    snapshot the dataset (frozen, hashed) -> tokenize and align -> load student (+4-bit) + LoRA
-    -> for each step: micro-batches -> one forward pass over chosen+rejected -> DORPO loss
-       -> backward -> clip -> AdamW step -> one JSON line of metrics -> checkpoint every N steps
+    snapshot the dataset (frozen, hashed) -> tokenize and align -> pick the precision
+    -> load student (base in bf16/fp16/fp32, or 4-bit) + fp32 LoRA
+    -> for each step: micro-batches -> one forward pass over prompt+chosen+rejected (prompt once)
+       -> DORPO loss (fp32) -> backward -> clip -> AdamW step -> one JSON line of metrics
+       -> checkpoint every N steps
     -> final adapter in RUN/adapter
+
+Every file of a run is named by `engine.student.runs.RunDir`.
 
 A resumed run reads the snapshot it started with (its hash is checked), restores the newest
 complete checkpoint (adapter, optimizer, scheduler, RNG) and replays the same data order, so that
@@ -27,33 +31,46 @@ import torch
 
 from engine.store import DatasetStore, Snapshot
 from engine.store.atomic import atomic_write_text
-from trainer.checkpoint import latest_checkpoint, load_adapter_weights, restore, save_checkpoint
+from engine.student.precision import resolve_precision
+from engine.student.runs import RunDir
+from trainer import allocator
+from trainer.checkpoint import load_adapter_weights, restore, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Batch, Example, build_examples, collate, split
 from trainer.distributed import Dist, init_distributed, weights_digest
 from trainer.errors import TrainError
 from trainer.init_from import resolve_init
 from trainer.loss import KDOptions, LossParts, dorpo_loss, response_token_terms
-from trainer.student import add_lora, decoder_and_head, load_base_model, load_tokenizer, resolve_device, use_4bit
+from trainer.student import (add_lora, compute_context, decoder_and_head, load_base_model, load_tokenizer,
+                             resolve_device, use_4bit)
+
+
+def response_hidden(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass of the decoder body over the packed batch: the hidden states that predict
+    each chosen and each rejected token."""
+    body, _ = decoder_and_head(model)
+    with compute_context(model):
+        hidden = body(input_ids=batch.input_ids, attention_mask=attention_mask_for(model, batch.attention_mask),
+                      position_ids=batch.position_ids).last_hidden_state
+    return hidden[batch.chosen_seq, batch.chosen_pos], hidden[batch.rejected_seq, batch.rejected_pos]
 
 
 def batch_loss(model, batch: Batch, cfg: TrainConfig) -> LossParts:
-    """One forward pass over every sequence of the batch, then the DORPO loss on response tokens."""
-    body, head = decoder_and_head(model)
-    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-    h_chosen = hidden[batch.chosen_seq, batch.chosen_pos]
-    h_rejected = hidden[batch.rejected_seq, batch.rejected_pos]
+    """One forward pass over the batch, then the DORPO loss on response tokens (fp32, trainer/loss.py)."""
+    _, head = decoder_and_head(model)
+    h_chosen, h_rejected = response_hidden(model, batch)
     n_c = h_chosen.shape[0]
     k = batch.kd_ids.shape[1]
-    pad_ids = torch.full((h_rejected.shape[0], k), -1, dtype=torch.long, device=hidden.device)
-    pad_lps = torch.full((h_rejected.shape[0], k), float("-inf"), device=hidden.device)
+    device = h_chosen.device
+    pad_ids = torch.full((h_rejected.shape[0], k), -1, dtype=torch.long, device=device)
+    pad_lps = torch.full((h_rejected.shape[0], k), float("-inf"), device=device)
     label_logp, kd = response_token_terms(
         torch.cat([h_chosen, h_rejected]),
         head,
         torch.cat([batch.chosen_labels, batch.rejected_labels]),
         torch.cat([batch.kd_ids, pad_ids]),
         torch.cat([batch.kd_logps, pad_lps]),
-        torch.cat([batch.kd_mask, torch.zeros(h_rejected.shape[0], dtype=torch.bool, device=hidden.device)]),
+        torch.cat([batch.kd_mask, torch.zeros(h_rejected.shape[0], dtype=torch.bool, device=device)]),
         KDOptions(cfg.kd_divergence, cfg.kd_temperature, cfg.kd_renormalize, cfg.jsd_beta),
         chunk_size=cfg.loss_chunk,
     )
@@ -61,6 +78,18 @@ def batch_loss(model, batch: Batch, cfg: TrainConfig) -> LossParts:
         label_logp[:n_c], batch.chosen_row, kd[:n_c], batch.kd_mask,
         label_logp[n_c:], batch.rejected_row, batch.n_rows, cfg.lam,
     )
+
+
+def attention_mask_for(model, mask: torch.Tensor) -> torch.Tensor:
+    """The batch's boolean 4-D mask as the student's attention implementation takes it."""
+    implementation = getattr(model.config, "_attn_implementation", "sdpa")
+    if implementation == "sdpa":
+        return mask
+    if implementation == "eager":  # additive: 0 where allowed, the dtype's minimum elsewhere
+        dtype = model.get_input_embeddings().weight.dtype
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    raise TrainError(f"the student's attention implementation {implementation!r} takes no custom mask; "
+                     "load it with sdpa or eager attention")
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -100,8 +129,9 @@ class TrainResult:
 def default_run_dir(data_dir: Path, cfg: TrainConfig) -> Path:
     if cfg.run_dir:
         return Path(cfg.run_dir).expanduser()
-    name = cfg.name or _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    return Path(data_dir) / "runs" / name
+    from engine.student.runs import run_named
+
+    return run_named(data_dir, cfg.name or _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")).path
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -125,6 +155,7 @@ def train(
     yes, a checkpoint is saved and the run ends early, resumable with `resume=True`. `base_model`
     is an already loaded student (same weights as `cfg.student`), to skip loading it again."""
     cfg.validate()
+    allocator.return_freed_memory_eagerly()
     ddp = init_distributed(cfg.device)
     try:
         return _train(cfg, data_dir, ddp, log=log if ddp.main else (lambda m: None), progress=progress and ddp.main,
@@ -133,53 +164,54 @@ def train(
         ddp.close()
 
 
-def _prepare_run(cfg: TrainConfig, data_dir: Path, run_dir: Path, log) -> TrainConfig:
+def _prepare_run(cfg: TrainConfig, data_dir: Path, run: RunDir, log) -> TrainConfig:
     """Rank 0: check or create the run directory and freeze the dataset snapshot."""
-    snapshot_dir = run_dir / "snapshot"
     if cfg.resume:
-        if not (run_dir / "config.json").exists():
-            raise TrainError(f"nothing to resume at {run_dir}: no run was started there")
-        saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        if not run.started:
+            raise TrainError(f"nothing to resume at {run.path}: no run was started there")
+        saved = TrainConfig.from_dict(run.settings())
         saved.resume = True
         cfg = saved
-        if Snapshot(snapshot_dir).sha256 != json.loads((run_dir / "run.json").read_text())["snapshot_sha256"]:
-            raise TrainError(f"the snapshot in {run_dir} does not match the one the run started with")
+        if Snapshot(run.snapshot).sha256 != json.loads(run.run_info.read_text())["snapshot_sha256"]:
+            raise TrainError(f"the snapshot in {run.path} does not match the one the run started with")
         return cfg
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it, or another --name")
+    if run.path.exists() and any(run.path.iterdir()):
+        raise TrainError(f"{run.path} already holds a run; pass --resume to continue it, or another --name")
     init = resolve_init(cfg, data_dir)  # a bad --init-from is refused before anything is written
     if init is not None:
         cfg = dataclasses.replace(cfg, student=init.student)  # a merged model becomes the base
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
     with DatasetStore(data_dir, writable=False, skip_bad=cfg.skip_bad) as store:
-        info = store.snapshot(snapshot_dir)
+        info = store.snapshot(run.snapshot)
     for bad in info.bad_files:
         log(f"warning: skipped {bad.path}: {bad.problem}")
     if info.excluded:
         log(f"left out {info.excluded} row(s) the user excluded")
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
-    atomic_write_text(run_dir / "run.json", json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
+    atomic_write_text(run.config, json.dumps(cfg.to_dict(), indent=1))
+    atomic_write_text(run.run_info, json.dumps({"snapshot_sha256": info.sha256, "rows": info.rows}))
     return cfg
 
 
 def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should_stop, base_model) -> TrainResult:
-    run_dir = default_run_dir(data_dir, cfg)
+    run = RunDir(default_run_dir(data_dir, cfg))
+    run_dir = run.path
     problem = None
     if ddp.main:
         try:
-            cfg = _prepare_run(cfg, data_dir, run_dir, log)
+            cfg = _prepare_run(cfg, data_dir, run, log)
         except TrainError as err:
             problem = str(err)
     problem, cfg = ddp.broadcast((problem, cfg))
     if problem:
         raise TrainError(problem)
-    snapshot = Snapshot(run_dir / "snapshot")
+    snapshot = Snapshot(run.snapshot)
 
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and ddp.world > 1:
         device = torch.device("cuda", ddp.local_rank)
     four_bit = use_4bit(cfg, device)
+    precision = resolve_precision(cfg.precision, device.type)
     tokenizer = load_tokenizer(cfg.student)
     examples, report = build_examples(snapshot, tokenizer, cfg)
     if report.skipped_too_long:
@@ -193,10 +225,13 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
         log(f"{report.other_prompt} rows carry soft labels computed under another prompt than theirs; {use}")
     log(f"rows: {len(train_ex)} train, {len(eval_ex)} held out; soft labels on {report.with_logprobs} rows, "
         f"aligned share {report.aligned_share:.1%}; {total_steps} steps on {device.type}"
-        f"{' with a 4-bit base (QLoRA)' if four_bit else ''}")
+        f"{' with a 4-bit base (QLoRA)' if four_bit else ''}; {precision.name} ({precision.reason})")
+    if precision.warning:
+        log(f"warning: --precision {precision.name}: {precision.warning}")
 
     if base_model is None:
-        base_model = load_base_model(cfg.student, device=device, four_bit=four_bit)
+        base_model = load_base_model(cfg.student, device=device, dtype=precision.dtype, four_bit=four_bit)
+        allocator.trim()
     model = add_lora(base_model, cfg)
     init = resolve_init(cfg, data_dir)
     if init is not None and init.adapter is not None:
@@ -206,14 +241,16 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    # fp16 gradients underflow without a loss scale; for bf16 and fp32 the scaler passes through
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
 
     start_step = 0
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run.metrics
     if cfg.resume:
-        ckpt = latest_checkpoint(run_dir) if ddp.main else None
+        ckpt = run.latest_checkpoint() if ddp.main else None
         ckpt = ddp.broadcast(ckpt)
         if ckpt is not None:
-            restore(ckpt, model, optimizer, scheduler)
+            restore(ckpt, model, optimizer, scheduler, scaler)
             start_step = ckpt.step
             log(f"resumed from {ckpt.path.name}")
         # Lines written after the checkpoint describe steps that will run again.
@@ -236,33 +273,37 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
         for step in range(start_step, total_steps):
             started = time.perf_counter()
             totals: dict[str, list[float]] = {}
-            tokens = 0
+            tokens = positions = 0
             rows: list[str] = []
             for micro in range(cfg.grad_accum):
                 # each rank takes its own slice of the global batch
                 examples_now = micro_batches(train_ex, cfg, (step * cfg.grad_accum + micro) * ddp.world + ddp.rank)
                 batch = collate(examples_now, tokenizer.pad_token_id).to(device)
                 parts = batch_loss(model, batch, cfg)
-                (parts.loss / cfg.grad_accum).backward()
+                scaler.scale(parts.loss / cfg.grad_accum).backward()
                 tokens += batch.n_tokens
+                positions += batch.n_positions
                 rows += [ex.row_id for ex in examples_now]
                 for key, value in parts.as_dict().items():
                     totals.setdefault(key, []).append(float(value))
             ddp.average_gradients(params)
+            scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).item()
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - started
             mine = {k: _nanmean(v) for k, v in totals.items()}
-            everyone = ddp.gather((mine, tokens, rows))
+            everyone = ddp.gather((mine, tokens, rows, positions))
             last = {"step": step + 1,
-                    **{k: _nanmean([parts_[k] for parts_, _, _ in everyone]) for k in mine},
-                    "grad_norm": grad_norm, "lr": lr, "tokens": sum(t for _, t, _ in everyone),
-                    "tokens_per_s": sum(t for _, t, _ in everyone) / seconds, "seconds": seconds,
+                    **{k: _nanmean([parts_[k] for parts_, _, _, _ in everyone]) for k in mine},
+                    "grad_norm": grad_norm, "lr": lr, "tokens": sum(t for _, t, _, _ in everyone),
+                    "positions": sum(p for _, _, _, p in everyone),
+                    "tokens_per_s": sum(t for _, t, _, _ in everyone) / seconds, "seconds": seconds,
                     "peak_memory_mb": peak_memory_mb(device), "total_steps": total_steps,
-                    "rows": [r for _, _, r in everyone]}
+                    "precision": precision.name, "rows": [r for _, _, r, _ in everyone]}
             if metrics_file is not None:
                 metrics_file.write(json.dumps(_json_safe(last)) + "\n")
                 metrics_file.flush()
@@ -272,7 +313,7 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
             stopping = ddp.broadcast(should_stop is not None and should_stop(step + 1))
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total_steps or stopping:
                 if ddp.main:
-                    save_checkpoint(run_dir, step + 1, model, optimizer, scheduler, run_state)
+                    save_checkpoint(run, step + 1, model, optimizer, scheduler, scaler, run_state)
                 ddp.barrier()
             if stopping:
                 log(f"stopped after step {step + 1}; continue with --resume")
@@ -282,13 +323,13 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
             metrics_file.close()
     if bar is not None:
         bar.close()
-    adapter_dir = run_dir / "adapter"
+    adapter_dir = run.adapter
     if last and last["step"] < total_steps:
         return TrainResult(run_dir, last["step"], last, adapter_dir, four_bit)
     digests = ddp.gather(weights_digest(params))
     if ddp.main:
         model.save_pretrained(adapter_dir)
-        atomic_write_text(run_dir / "DONE", json.dumps(_json_safe({**last, "weights_sha256_by_rank": digests})) + "\n")
+        atomic_write_text(run.done, json.dumps(_json_safe({**last, "weights_sha256_by_rank": digests})) + "\n")
     ddp.barrier()
     return TrainResult(run_dir, total_steps, last, adapter_dir, four_bit)
 

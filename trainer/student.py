@@ -1,22 +1,20 @@
-"""Load the student (a GGUF file or a Hugging Face directory), with 4-bit base and LoRA as configured."""
+"""The student as the trainer builds it: the frozen base from the engine's loader (in the run's
+precision, or nf4 for QLoRA) with fp32 LoRA layers on top.
+
+Precision lives in the model itself: the frozen base's dtype is the compute dtype. `compute_context`
+turns autocast on for a 16-bit base, so that the LoRA products (fp32 weights) run in 16 bits with
+the base's matmuls, and the loss turns the head's logits back to fp32 (trainer/loss.py).
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import contextlib
 
 import torch
 
+from engine.student.loader import load_base_model, load_tokenizer, resolve_device  # noqa: F401 (the trainer's entry points)
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def use_4bit(cfg: TrainConfig, device: torch.device) -> bool:
@@ -25,60 +23,22 @@ def use_4bit(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.load_in_4bit == "on"
 
 
-def student_source(student: str) -> tuple[str, dict]:
-    """(directory, extra from_pretrained kwargs) for a student spec."""
-    if not student:
-        from engine.teachers.embedded import default_gguf_path
-
-        gguf = default_gguf_path()
-        return str(gguf.parent), {"gguf_file": gguf.name}
-    path = Path(student).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise TrainError(f"no student GGUF file at {path}")
-        return str(path.parent), {"gguf_file": path.name}
-    if not path.is_dir():
-        raise TrainError(f"no student model at {path}: give a Hugging Face model directory or a .gguf file")
-    if not (path / "config.json").exists():
-        raise TrainError(f"{path} has no config.json; it is not a Hugging Face model directory")
-    return str(path), {}
+def compute_dtype(model) -> torch.dtype:
+    """The dtype the (frozen) base computes in: its input embeddings' dtype, also under nf4."""
+    return model.get_input_embeddings().weight.dtype
 
 
-def load_tokenizer(student: str):
-    from transformers import AutoTokenizer
-
-    source, extra = student_source(student)
-    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.chat_template is None:
-        raise TrainError(f"the student's tokenizer at {source} has no chat template; use an instruct model")
-    return tokenizer
-
-
-def load_base_model(student: str, *, device: torch.device, four_bit: bool):
-    from transformers import AutoModelForCausalLM
-
-    source, extra = student_source(student)
-    kwargs: dict = {"dtype": torch.float32}
-    if four_bit:
-        from transformers import BitsAndBytesConfig
-
-        compute = torch.bfloat16 if device.type == "cuda" else torch.float32
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-            bnb_4bit_use_double_quant=True,
-        )
-        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **extra)
-    if not four_bit:
-        model.to(device)
-    return model
+def compute_context(model):
+    """Autocast to the base's dtype when it is 16-bit; nothing for fp32."""
+    dtype = compute_dtype(model)
+    if dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast(model.get_input_embeddings().weight.device.type, dtype=dtype)
+    return contextlib.nullcontext()
 
 
 def add_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -91,7 +51,14 @@ def add_lora(model, cfg: TrainConfig):
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=targets, task_type="CAUSAL_LM", bias="none",
     )
-    model = get_peft_model(model, config)
+    # autocast_adapter_dtype (PEFT's default): LoRA weights in fp32 whatever the base's dtype
+    model = get_peft_model(model, config, autocast_adapter_dtype=True)
+    if compute_dtype(model) != torch.float32:
+        # PEFT would cast each LoRA input to fp32 (a copy of every activation, and another one back
+        # under autocast); autocast runs the product in the base's dtype from the fp32 weights instead.
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()

@@ -1,15 +1,17 @@
 """A trained student as a teacher backend, in process with `transformers`.
 
 `model` names a training run directory (base student + its LoRA adapter), an exported adapter
-directory, or a merged Hugging Face model directory. Generation decodes token by token with a KV
-cache and records, like the embedded backend, each token's id, bytes, log-probability and top-k;
-`score` is one teacher-forced forward pass. A student exported to GGUF is served by the embedded
-backend instead (`backend = "embedded"`, `model = "student.gguf"`).
+directory, or a merged Hugging Face model directory; `engine.student.loader` resolves and loads it,
+with the adapter merged in fp32 and the weights then cast to the precision the hardware computes
+fastest (bf16 on CPUs with AMX or AVX-512-BF16 and on GPUs with bf16, fp32 elsewhere).
+Generation decodes token by token with a KV cache (the prompt's logits are computed for its last
+position only) and records, like the embedded backend, each token's id, bytes, log-probability and
+top-k, taken from fp32 logits; `score` is one teacher-forced forward pass. A student exported to
+GGUF is served by the embedded backend instead (`backend = "embedded"`, `model = "student.gguf"`).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -17,39 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import TeacherConfig
-from engine.errors import GenerationCancelled, TeacherError
+from engine.errors import GenerationCancelled, StudentError, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs
 from engine.teachers.base import Generation, Message, ModelIdentity, SamplingParams, TokenCallback, file_fingerprint
 from engine.teachers.sampling import log_softmax, sample, top_k
-
-
-def resolve_student(path: Path) -> tuple[str, dict, Path | None, str]:
-    """(base source, from_pretrained kwargs, adapter dir or None, version) for a student path."""
-    from engine.teachers.embedded import default_gguf_path
-
-    if (path / "config.json").exists() and (path / "snapshot").exists():  # a training run
-        base = json.loads((path / "config.json").read_text()).get("student", "")
-        adapter = path / "adapter" if (path / "adapter" / "adapter_config.json").exists() else None
-        if adapter is None:
-            ckpts = sorted(p for p in (path / "checkpoints").glob("step-*") if (p / "COMPLETE").exists())
-            if not ckpts:
-                raise TeacherError(f"the training run {path} has no adapter yet")
-            adapter = ckpts[-1] / "adapter"
-        version = f"{path.name}@{adapter.parent.name if adapter.parent != path else 'final'}"
-    elif (path / "adapter_config.json").exists():  # an exported adapter
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
-        adapter, version = path, path.name
-    elif (path / "config.json").exists():  # a merged model
-        return str(path), {}, None, path.name
-    else:
-        raise TeacherError(f"no student at {path}: give a training run, an adapter or a merged model directory")
-    if not base:
-        gguf = default_gguf_path()
-        return str(gguf.parent), {"gguf_file": gguf.name}, adapter, version
-    base_path = Path(base)
-    if base_path.suffix == ".gguf":
-        return str(base_path.parent), {"gguf_file": base_path.name}, adapter, version
-    return base, {}, adapter, version
 
 
 class StudentTeacher:
@@ -69,28 +42,23 @@ class StudentTeacher:
     def _load(self):
         if self._loaded is None:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            from engine.student.loader import load_student, resolve_student
+            from engine.student.precision import resolve_precision
             from engine.tokens import StudentVocab
 
-            source, extra, adapter, version = resolve_student(self.path)
-            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
-            digest_file = None
-            if adapter is not None:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, str(adapter))
-                digest_file = adapter / "adapter_model.safetensors"
-            else:
-                candidates = sorted(Path(source).glob("*.safetensors"))
-                digest_file = candidates[0] if candidates else None
-            model.eval()
-            self._loaded = (model, tokenizer, StudentVocab(tokenizer))
+            try:
+                source = resolve_student(self.path)
+                student = load_student(source, device=torch.device("cpu"), merge=True,
+                                       precision=resolve_precision(self.config.precision, "cpu"))
+            except StudentError as err:
+                raise TeacherError(f"teacher '{self.config.name}': {err}") from None
+            self._loaded = (student.model, student.tokenizer, StudentVocab(student.tokenizer))
+            digest_file = source.weights_file
             self.identity = ModelIdentity(
-                self.config.name, "student", version,
+                self.config.name, "student", source.version,
                 file_fingerprint(digest_file) if digest_file and digest_file.exists() else "",
-                "lora" if adapter is not None else "merged",
+                source.kind,
             )
         return self._loaded
 
@@ -120,12 +88,12 @@ class StudentTeacher:
         started = time.perf_counter()
         rng = np.random.default_rng(sampling.seed)
         eos = {tokenizer.eos_token_id}
-        with self.lock, torch.no_grad():
+        with self.lock, torch.inference_mode():
             ids = torch.tensor([self._prompt_ids(tokenizer, messages)])
             if ids.shape[1] >= self.config.n_ctx:
                 raise TeacherError(f"teacher '{self.config.name}': the prompt has {ids.shape[1]} tokens, "
                                    f"more than n_ctx={self.config.n_ctx}")
-            out = model(input_ids=ids, use_cache=True)
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
             logits = out.logits[0, -1].float().numpy()
             tokens: list[TokenLogprob] = []
@@ -153,7 +121,7 @@ class StudentTeacher:
         import torch
 
         model, tokenizer, vocab = self._load()
-        with self.lock, torch.no_grad():
+        with self.lock, torch.inference_mode():
             prompt = self._prompt_ids(tokenizer, messages)
             response_ids = tokenizer.encode(response, add_special_tokens=False)
             if not response_ids:

@@ -26,6 +26,7 @@ from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from engine.student.runs import RunDir
 from tui import train_settings
 from tui.training import launch, remember, request_stop
 
@@ -310,9 +311,8 @@ class TrainerScreen(Screen):
         if self.run_dir is None:
             return
         rows = read_metrics(self.run_dir / "metrics.jsonl")
-        ckpt_dir = self.run_dir / "checkpoints"
-        checkpoints = sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []
-        info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {checkpoints[-1] if checkpoints else 'none'}"
+        latest = RunDir(self.run_dir).latest_checkpoint(warn=False)  # COMPLETE ones only: a partial save is no checkpoint
+        info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {latest.path.name if latest else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
         shown = [self.run_dir / "eval.json", self.run_dir / "scoreboard.json"]
         if any(p.exists() for p in shown) and not self.evaluating and not self.query_one(
