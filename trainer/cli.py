@@ -66,7 +66,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         run_dir = resolve_run(args.run, config.data_dir)
         board = scoreboard(run_dir, config, max_new_tokens=args.max_new_tokens, max_steps=args.max_steps)
         print("\n".join(board.lines()))
-        print(f"written to {run_dir / 'scoreboard.json'}")
+        from engine.student.runs import RunDir
+
+        print(f"written to {RunDir(run_dir).scoreboard}")
         return 0
     result = evaluate(resolve_run(args.run, config.data_dir), generate=args.generate,
                       max_new_tokens=args.max_new_tokens, runner=config.runner)

@@ -29,10 +29,10 @@ from engine.config import Config, RunnerConfig
 from engine.errors import OutputFormatError, ShakeError
 from engine.execution import RunResult, run_script
 from engine.store.atomic import atomic_write_text
+from engine.student.runs import RunDir
 from engine.teachers.base import Generation, ModelIdentity, SamplingParams, Teacher
 from trainer.data import HeldOutStep, held_out_steps
 
-FILE = "scoreboard.json"
 STUDENT, BASE, TEACHER = "student", "base", "teacher"
 
 
@@ -91,13 +91,13 @@ class Scoreboard:
                    tuple(StepOutcome(**o) for o in data["outcomes"]), data["created_at"])
 
     def save(self, run_dir: Path) -> Path:
-        path = Path(run_dir) / FILE
+        path = RunDir(Path(run_dir)).scoreboard
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     @classmethod
     def load(cls, run_dir: Path) -> Scoreboard | None:
-        path = Path(run_dir) / FILE
+        path = RunDir(Path(run_dir)).scoreboard
         return cls.from_dict(json.loads(path.read_text())) if path.exists() else None
 
     def lines(self) -> list[str]:

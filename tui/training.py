@@ -16,6 +16,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.student.runs import RunDir
+
 STATE_KEY = "training"
 
 
@@ -37,7 +39,7 @@ class TrainingProcess:
 
     @property
     def stop_file(self) -> Path:
-        return self.run_dir / ".stop"
+        return RunDir(self.run_dir).stop
 
     def as_state(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -73,7 +75,7 @@ def launch(command: list[str], run_dir: Path, log: Path, args: list[str]) -> Tra
     app does not take the run with it."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        popen = subprocess.Popen([*command, *args, "--stop-file", str(run_dir / ".stop")], stdout=out,
+        popen = subprocess.Popen([*command, *args, "--stop-file", str(RunDir(run_dir).stop)], stdout=out,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     record = TrainingProcess(run_dir, popen.pid, log, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return TrainingRun(record, popen)

@@ -104,6 +104,10 @@ class RunDir:
         return self.path / "eval.json"
 
     @property
+    def scoreboard(self) -> Path:
+        return self.path / "scoreboard.json"
+
+    @property
     def log(self) -> Path:
         return self.path.parent / f"{self.path.name}.log"
 

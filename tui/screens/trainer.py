@@ -26,23 +26,11 @@ from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from engine.student.runs import RunDir
+from engine.student.runs import RunDir, list_runs, runs_root
 from tui import train_settings
 from tui.training import launch, remember, request_stop
 
 CURVES = (("loss", "total"), ("kd", "KD"), ("odds_ratio", "OR"), ("nll", "NLL"))
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line being written right now
-    return rows
 
 
 def failure_reason(output: str) -> str:
@@ -105,7 +93,7 @@ class TrainerScreen(Screen):
 
     @property
     def runs_root(self) -> Path:
-        return self.app.config.data_dir / "runs"
+        return runs_root(self.app.config.data_dir)
 
     @property
     def training(self):
@@ -119,9 +107,9 @@ class TrainerScreen(Screen):
     def on_mount(self) -> None:
         if self.training is not None:
             self.run_dir = self.training.record.run_dir
-        elif self.runs_root.exists():
-            runs = sorted((p for p in self.runs_root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-            self.run_dir = runs[-1] if runs else None
+        else:
+            runs = list_runs(self.app.config.data_dir)
+            self.run_dir = runs[-1].path if runs else None
         self.show_settings()
         self.set_interval(0.5, self.poll)
         self.poll()
@@ -155,8 +143,8 @@ class TrainerScreen(Screen):
             return
         assert self.run_dir is not None
         self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / ".stop").unlink(missing_ok=True)
-        log = self.runs_root / f"{self.run_dir.name}.log"
+        RunDir(self.run_dir).stop.unlink(missing_ok=True)
+        log = RunDir(self.run_dir).log
         run = launch(self.app.train_command, self.run_dir, log, args)
         self.app.training = run
         remember(self.app.ui_state, run.record)
@@ -184,7 +172,7 @@ class TrainerScreen(Screen):
         if self.run_dir is None or not (self.run_dir / "config.json").exists():
             self.app.notify("No run to resume", severity="warning")
             return
-        if (self.run_dir / "DONE").exists():
+        if RunDir(self.run_dir).finished:
             self.app.notify(f"{self.run_dir.name} is finished; t starts a new run", severity="warning")
             return
         self.launch(["--resume", "--run-dir", str(self.run_dir)])
@@ -263,7 +251,7 @@ class TrainerScreen(Screen):
 
     def held_out_figures(self, run_dir: Path) -> dict:
         try:
-            return json.loads((run_dir / "eval.json").read_text())
+            return json.loads(RunDir(run_dir).eval_report.read_text())
         except (OSError, json.JSONDecodeError):
             return {}
 
@@ -301,7 +289,7 @@ class TrainerScreen(Screen):
         run = self.training
         if self.running:
             return f"running (pid {run.record.pid})"
-        if (self.run_dir / "DONE").exists():
+        if RunDir(self.run_dir).finished:
             return "finished"
         if run is not None and run.record.run_dir == self.run_dir and run.exit_code not in (None, 0):
             return f"failed (exit {run.exit_code}; see {run.record.log})"
@@ -310,11 +298,11 @@ class TrainerScreen(Screen):
     def poll(self) -> None:
         if self.run_dir is None:
             return
-        rows = read_metrics(self.run_dir / "metrics.jsonl")
+        rows = RunDir(self.run_dir).read_metrics()
         latest = RunDir(self.run_dir).latest_checkpoint(warn=False)  # COMPLETE ones only: a partial save is no checkpoint
         info = f"Run {self.run_dir.name}: {self.run_state()}; last checkpoint: {latest.path.name if latest else 'none'}"
         self.query_one("#run-info", Static).update(Text(info))
-        shown = [self.run_dir / "eval.json", self.run_dir / "scoreboard.json"]
+        shown = [RunDir(self.run_dir).eval_report, RunDir(self.run_dir).scoreboard]
         if any(p.exists() for p in shown) and not self.evaluating and not self.query_one(
                 "#eval-results", Static).has_class("error-text"):
             self.show_eval(self.held_out_figures(self.run_dir))
@@ -344,7 +332,7 @@ class TrainerScreen(Screen):
 
 def progress_of(run_dir: Path) -> str:
     """`step 12/50` from a run's metrics, for the quit question."""
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    rows = RunDir(run_dir).read_metrics()
     if not rows:
         return "starting"
     return f"step {rows[-1]['step']}/{rows[-1].get('total_steps') or '?'}"
