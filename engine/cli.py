@@ -314,17 +314,29 @@ def cmd_data_export(args: argparse.Namespace) -> int:
                 if args.format == "parquet":
                     raise InputError("parquet is binary and is not written to standard output; give --out FILE")
                 try:
-                    export_dataset(store, None, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
+                    report = export_dataset(store, None, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
                 except BrokenPipeError:  # `shake data export | head`: the reader has what it wanted
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                else:
+                    if report.without_soft_labels:
+                        print(f"shake: {without_soft_labels(report)}", file=sys.stderr)
                 report_skipped(store)
                 return 0
             report = export_dataset(store, args.out, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
             where = f"{args.out} ({args.format})"
         report_skipped(store)
     excluded = f"; left out {report.excluded} excluded row(s)" if report.excluded else ""
-    print(f"wrote {report.rows} rows to {where}{excluded}")
+    without = f"; {without_soft_labels(report)}" if report.without_soft_labels else ""
+    print(f"wrote {report.rows} rows to {where}{excluded}{without}")
     return 0
+
+
+def without_soft_labels(report) -> str:
+    """Axolotl's KD format indexes the student's vocabulary with the teacher's ids, so a step whose
+    teacher tokens are not the student's own tokenization of the text cannot go there (a grammar-
+    constrained answer spells its fixed words in pieces). `shake train` aligns those by bytes instead."""
+    return (f"left out {report.without_soft_labels} accepted step(s) whose soft labels are not the student "
+            f"tokenizer's own tokens (shake train aligns them by bytes)")
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:

@@ -245,7 +245,11 @@ def data_export_hf(walk: Walk) -> None:
 @step("shake data export --format axolotl [--out FILE] [--student MODEL]")
 def data_export_axolotl(walk: Walk) -> None:
     out = walk.shake("data", "export", "--format", "axolotl", "--out", "kd.jsonl").out
-    assert out == "wrote 2 rows to kd.jsonl (axolotl)\n"  # two accepted steps, soft labels with the student's ids
+    # two accepted steps; one whose teacher tokens are not the student's own tokenization (a grammar-
+    # constrained answer spells "REASONING:" in pieces) is left out, and said so
+    written = re.fullmatch(r"wrote (\d) rows to kd\.jsonl \(axolotl\)(?:; left out (\d) accepted step\(s\) whose soft "
+                           r"labels are not the student tokenizer's own tokens \(shake train aligns them by bytes\))?\n", out)
+    assert written and int(written.group(1)) >= 1 and int(written.group(1)) + int(written.group(2) or 0) == 2, out
     records = [json.loads(line) for line in (walk.home / "kd.jsonl").read_text().splitlines()]
     assert all(r["messages"][-1]["role"] == "assistant" and r["logprobs"][0][0]["token"].startswith("token_id:")
                for r in records)
