@@ -179,3 +179,25 @@ def test_a_failed_task_is_fixed_by_the_user_when_asked(shake_env, tmp_path, user
         assert len(rows) == 2 and kinds[other] == "further_edit" and kinds[broken] in ("redo", "further_edit")
         assert all(r.chosen.script == task.reference and r.chosen.origin == "user_edit" for r in rows)
         assert Reviewer(task).review(rows[0].chosen.script, 3).passed  # what the user wrote passes the checks
+
+
+def test_a_stalled_task_is_written_by_the_user_when_asked(shake_env, tmp_path):
+    """user_fix on a stalled step (every attempt malformed: nothing to review): the user's script (the
+    reference) is the step's chosen; a malformed answer is never a row, so the step has its one row
+    with no rejected."""
+    from engine.config import load_config
+    from engine.store import DatasetStore
+    from engine.tasks.episode import run_episode
+    from engine.teachers.pool import TeacherPool
+    from helpers import ScriptedTeacher
+
+    task = task_by_id("wrong_operator-0")
+    teacher = ScriptedTeacher("a", {"planner": ["1. Fix the area"], "worker": ["no code"] * 6})
+    config = load_config()
+    with DatasetStore(config.data_dir) as store:
+        pool = TeacherPool(config, extra={"a": teacher, "b": teacher})
+        result = run_episode(store, pool, config, task, tmp_path / "work", max_reviews=2, user_fix=True)
+        rows = [r for r in store.rows() if r.is_worker]
+        assert result.stalled and result.accepted and result.user_fixed and result.reviews == 0
+        assert len(rows) == 1 and rows[0].rejected is None
+        assert all(r.chosen.script == task.reference and r.chosen.origin == "user_edit" for r in rows)

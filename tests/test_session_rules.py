@@ -155,6 +155,31 @@ def test_all_teachers_failing_stalls_and_resume_retries(store, config, script_fi
     assert resumed.propose().script == A
 
 
+def test_a_stalled_step_takes_the_users_own_script(store, config, script_file):
+    """The teachers failed every attempt: the user writes the step themselves. Their script is the
+    chosen (origin user_edit, hard labels: no teacher wrote it) of every failed attempt's row, and
+    nothing is stored when it does not parse."""
+    from engine.store.check import check_data
+
+    session, a, b = make_session(store, config, script_file, {"worker": [worker_answer(FAILING)] * 2},
+                                 {"worker": ["no code", worker_answer(FAILING)]})
+    session.plan()
+    with pytest.raises(AttemptsExhausted):
+        session.propose()
+    assert session.status == "stalled"
+    with pytest.raises(InputError, match="does not parse"):
+        session.accept_user_edit("def broken(:\n")
+    failed = [r.row_id for r in store.rows(session.id)]
+    assert session.status == "stalled" and len(failed) >= 2 and all(r.chosen is None for r in store.rows(session.id))
+    resumed = Session.resume(store, session.pool, config, session.id)
+    resumed.accept_user_edit(A)
+    assert resumed.status == "done" and resumed.current_script == A and resumed.stall is None
+    rows = list(store.rows(session.id))
+    assert [r.row_id for r in rows] == failed and all(r.rejected is not None for r in rows)
+    assert all(r.chosen.script == A and r.chosen.origin == "user_edit" and r.chosen.teacher is None for r in rows)
+    assert check_data(config.data_dir) == []
+
+
 def test_pause_and_resume_from_the_store(config, script_file):
     a = ScriptedTeacher("a", {"worker": [worker_answer(A), worker_answer(B)]})
     with DatasetStore(config.data_dir) as store:

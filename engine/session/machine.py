@@ -446,27 +446,41 @@ class Session:
     def accept_user_edit(self, script: str, *, emit: EventSink | None = None) -> None:
         """The user's own edit of the proposal is the step's accepted output (`origin = "user_edit"`). The
         proposal it replaces becomes a Further-edit row when the edit changed it; soft labels come from
-        a teacher that can score (hard labels otherwise)."""
+        a teacher that can score (hard labels otherwise).
+
+        On a stalled step there is no proposal: the user's script is the answer the teachers failed to
+        give, and the failed attempts (errors, malformed answers) already stored as rejected rows get it
+        as their chosen."""
         emit = emit or ignore
 
         def action() -> None:
-            proposal = self._require_review()
             text = script if script.endswith("\n") or not script else script + "\n"
             try:
                 compile(text, "edited script", "exec")
             except SyntaxError as err:
                 raise InputError(f"the edited script does not parse (line {err.lineno}: {err.msg}); nothing was stored") from None
+            if self.status == SessionStatus.STALLED:
+                if self.state.step.prompt is None:
+                    raise SessionError("the stalled step never reached the worker; edit or skip the step instead")
+                self.state.step.stall = None
+                self._accept(self._user_output(text, self.state.step.cycle), None, "", [], emit)
+                return
+            proposal = self._require_review()
             if text == proposal.output.script:
                 self._accept(proposal.output, proposal.logprobs, "", [], emit)
                 return
             out = proposal.output
-            edited = Output(text=worker.answer_text("The user edited the script by hand.", text),
-                            reasoning="The user edited the script by hand.", script=text, agent=Agent.WORKER,
-                            teacher=None, cycle=out.cycle, created_at=now_iso(), origin=Origin.USER_EDIT)
+            edited = self._user_output(text, out.cycle)
             refused = Rejected(**out.__dict__, kind=RejectedKind.FURTHER_EDIT, feedback="(the user edited it by hand)")
             self._accept(edited, None, "", [self._worker_row(refused, out.cycle)], emit)
 
         self._transition(action)
+
+    @staticmethod
+    def _user_output(script: str, cycle: int) -> Output:
+        return Output(text=worker.answer_text("The user edited the script by hand.", script),
+                      reasoning="The user edited the script by hand.", script=script, agent=Agent.WORKER,
+                      teacher=None, cycle=cycle, created_at=now_iso(), origin=Origin.USER_EDIT)
 
     def _accept(self, output: Output, generated, feedback: str, extra_rows: list[Row], emit: EventSink) -> None:
         index = self.state.step_index

@@ -13,7 +13,8 @@ a killed episode continues from the session's last saved state instead of starti
 gives up on the teacher and fixes the script in their editor: `Session.accept_user_edit` with the
 task's reference solution, so the step's chosen is the fixed script (origin `user_edit`) and the
 failed proposals stay its rejected rows. That is the app's $EDITOR path, and it lets a weak teacher's
-failures become preference rows. A stalled step (no proposal left to edit) is not fixed.
+failures become preference rows. On a stalled step the user writes the script themselves: the failed
+attempts' rows get it as their chosen.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def run_episode(store: DatasetStore, pool: TeacherPool, config: Config, task: Ta
             proposal = session.propose(emit=emit)
         except AttemptsExhausted as err:
             stalled, last_problem = True, str(err)
+            if user_fix:  # the teachers gave nothing to review: the user writes the step themselves
+                session.accept_user_edit(task.reference, emit=emit)
             break
         review = reviewer.review(proposal.script, proposal.cycle, base_script=proposal.base_script)
         if reviews == 0:
