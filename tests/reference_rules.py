@@ -14,7 +14,11 @@ Rules (shared/README.md §1, and the engine's documented policies):
   teacher rejection (error, Redo, Further edit) gets one row with an empty rejected;
 - soft labels: with a KD teacher it scores every chosen; otherwise the generator (if it is no student)
   keeps or re-scores its own; a student's chosen has none (no teacher can score here but the generator);
-- a cancelled propose changes nothing.
+- a cancelled propose changes nothing;
+- the user's own script (`accept_user_edit`) on a proposal: the same script is an acceptance; another
+  makes the proposal a Further-edit row and the user's script the chosen, scored by the KD teacher or
+  else the first worker teacher that is no student; on a stalled step it is the chosen of the rows the
+  step has (one empty-rejected row when none is a teacher rejection).
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class Feedback:
 @dataclass(frozen=True)
 class Cancel:
     pass
+
+
+@dataclass(frozen=True)
+class UserEdit:
+    script: str
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,33 @@ def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: 
                 stalled = True
                 step.teacher_index, step.failures = 0, 0
             continue
+        user_scorer = kd_teacher or next(w for w in workers if w not in students)
+
+        def accept(cycle: int, chosen: str, scorer: str | None) -> None:
+            nonlocal index, step, done, stalled
+            taught = any(r[1] in ("error", "redo", "further_edit") for r in step.rows)
+            if not taught:
+                step.rows.append([cycle, None, "", ""])
+            for c, kind, s, t in step.rows:
+                out.append(ExpectedRow(index, c, kind, s, t, chosen, scorer))
+            index, step, stalled = index + 1, _Step(), False
+            done = index >= steps
+
+        def generator_scorer(teacher: str) -> str | None:
+            return kd_teacher if kd_teacher else (None if teacher in students else teacher)
+
+        if isinstance(event, UserEdit):
+            if step.pending is not None:
+                cycle, script, teacher = step.pending
+                step.pending = None
+                if event.script == script:
+                    accept(cycle, script, generator_scorer(teacher))
+                else:
+                    step.rows.append([cycle, "further_edit", script, teacher])
+                    accept(cycle, event.script, user_scorer)
+            elif stalled:
+                accept(step.cycle, event.script, user_scorer)
+            continue
         assert isinstance(event, Feedback) and step.pending is not None
         cycle, script, teacher = step.pending
         step.pending = None
@@ -115,17 +151,7 @@ def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: 
             if event.label == "redo":
                 fail()
             continue
-        taught = any(r[1] in ("error", "redo", "further_edit") for r in step.rows)
-        if not taught:
-            step.rows.append([cycle, None, "", ""])
-        if kd_teacher:
-            scorer = kd_teacher
-        else:
-            scorer = None if teacher in students else teacher
-        for c, kind, s, t in step.rows:
-            out.append(ExpectedRow(index, c, kind, s, t, script, scorer))
-        index, step = index + 1, _Step()
-        done = index >= steps
+        accept(cycle, script, generator_scorer(teacher))
     for c, kind, s, t in step.rows:
         out.append(ExpectedRow(index, c, kind, s, t, None, None))
     position = {"step_index": index, "done": done, "review": step.pending is not None, "stalled": stalled}

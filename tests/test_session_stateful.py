@@ -30,7 +30,7 @@ from engine.store import DatasetStore
 from engine.store.check import check_data
 from engine.teachers.pool import TeacherPool
 from helpers import ScriptedTeacher, worker_answer
-from reference_rules import Cancel, Cycle, Feedback, Propose, expected_rows
+from reference_rules import Cancel, Cycle, Feedback, Propose, UserEdit, expected_rows
 
 LONG = os.environ.get("SHAKE_LONG_PROPERTY") == "1"
 STEPS = 3
@@ -150,6 +150,14 @@ class SessionMachine(RuleBasedStateMachine):
         guess = self.session.classify("what I think of it")
         self.session.apply_feedback(Classification(final, "user", guess.feedback, guess.raw))
         self.events.append(Feedback(final))
+
+    @precondition(lambda self: self.store is not None and self.session.status in ("review", "stalled"))
+    @rule(same=st.booleans())
+    def users_own_script(self, same):
+        pending = self.session.state.step.proposal
+        script = pending.output.script if same and pending is not None else "print('mine')\n"
+        self.session.accept_user_edit(script)
+        self.events.append(UserEdit(script))
 
     @precondition(lambda self: self.store is not None and self.session.status in ("working", "stalled"))
     @rule()
