@@ -77,6 +77,24 @@ def test_headless_edit_makes_the_users_script_the_accepted_output(shake_env, edi
     assert row.chosen.origin == Origin.USER_EDIT and row.chosen.script == MINE
 
 
+async def test_a_stalled_step_can_be_written_by_the_user_in_editor(shake_env, editor):
+    """No proposal to edit: `e` opens the current script, and the user's script is the step's output;
+    the failed attempts' rows get it as their chosen."""
+    failing = {"planner": ["1. Add a goodbye line"], "worker": [worker_answer("raise SystemExit(3)\n")] * 10}
+    app, _ = make_app(shake_env, failing, b_answers=failing)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_for(pilot, status_is(app, "stalled"))
+        assert "e writes the step yourself" in app.session_screen.query_one("#banner").text
+        await pilot.press("e")
+        await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, status_is(app, "done"))
+        assert app.session_screen.session.current_script == MINE
+    rows = worker_rows(shake_env / "data")
+    assert rows and all(r.rejected.kind == RejectedKind.ERROR for r in rows)
+    assert all(r.chosen.script == MINE and r.chosen.origin == Origin.USER_EDIT for r in rows)
+
+
 async def test_a_stalled_step_can_be_reworded_and_skipped(shake_env):
     failing = {"planner": ["1. Add a goodbye line\n2. Print a count"],
                "worker": [worker_answer("raise SystemExit(3)\n")] * 2 + [worker_answer(A)]}

@@ -54,8 +54,8 @@ def one_line(reason: str, limit: int = 200) -> str:
 
 
 def stall_keys() -> str:
-    return ("ctrl+g tries again · E edits the step's text · S skips the step · F6 finds and adds a local teacher "
-            "· ctrl+n starts another session")
+    return ("ctrl+g tries again · e writes the step yourself ($EDITOR) · E edits the step's text · S skips the step "
+            "· F6 finds and adds a local teacher · ctrl+n starts another session")
 
 
 class SessionScreen(Screen):
@@ -591,11 +591,14 @@ class SessionScreen(Screen):
         if not self._can_steer("edit"):
             return
         proposal = self.session.pending_proposal()
-        if proposal is None:
+        stalled = proposal is None and self.session.status == "stalled"
+        if proposal is None and not stalled:
             self.app.notify("There is no proposal to edit yet", severity="warning")
             return
+        # on a stalled step the teachers gave nothing to edit: the user starts from the current script
+        base = proposal.script if proposal is not None else self.session.current_script
         try:
-            edited = edit_text(self.app, proposal.script, name=self.session_script_name())
+            edited = edit_text(self.app, base, name=self.session_script_name())
         except ShakeError as err:
             self.app.notify(str(err), severity="error", timeout=10)
             return
@@ -607,6 +610,12 @@ class SessionScreen(Screen):
             if take:
                 self._launch(self.accept_edit, edited.text)
 
+        if stalled:
+            self.app.push_screen(ConfirmDiffScreen(
+                "Your script for the stalled step", "Accepting makes your script the step's output (the failed "
+                "attempts' rows get it as their chosen): the dataset learns from your fix.", base, edited.text,
+                "Accept my script"), decided)
+            return
         self.app.push_screen(ConfirmDiffScreen(
             "Your edit of the proposal", "Accepting makes your script the step's output (the proposal it replaces is "
             "stored as a Further-edit row): the dataset learns from your fix.", proposal.script, edited.text,
