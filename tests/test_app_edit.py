@@ -27,6 +27,15 @@ def editor(shake_env, monkeypatch):
     monkeypatch.delenv("VISUAL", raising=False)
 
 
+async def accept_in_editor(pilot, app):
+    """`e`, the editor saves MINE, the user accepts the diff: the session is done with MINE."""
+    await pilot.press("e")
+    await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, status_is(app, "done"))
+    assert app.session_screen.session.current_script == MINE
+
+
 def worker_rows(data_dir):
     with DatasetStore(data_dir, writable=False) as store:
         return [r for r in store.rows() if r.agent == "worker"]
@@ -36,11 +45,7 @@ async def test_the_users_edit_in_editor_is_the_accepted_output(shake_env, editor
     app, _ = make_app(shake_env, {"planner": ["1. Add a goodbye line"], "worker": [worker_answer(A)]})
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, status_is(app, "review"))
-        await pilot.press("e")
-        await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, status_is(app, "done"))
-        assert app.session_screen.session.current_script == MINE
+        await accept_in_editor(pilot, app)
     rows = worker_rows(shake_env / "data")
     assert len(rows) == 1
     row = rows[0]
@@ -85,11 +90,7 @@ async def test_a_stalled_step_can_be_written_by_the_user_in_editor(shake_env, ed
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, status_is(app, "stalled"))
         assert "e writes the step yourself" in app.session_screen.query_one("#banner").text
-        await pilot.press("e")
-        await wait_for(pilot, on_screen(app, "ConfirmDiffScreen"))
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, status_is(app, "done"))
-        assert app.session_screen.session.current_script == MINE
+        await accept_in_editor(pilot, app)
     rows = worker_rows(shake_env / "data")
     assert rows and all(r.rejected.kind == RejectedKind.ERROR for r in rows)
     assert all(r.chosen.script == MINE and r.chosen.origin == Origin.USER_EDIT for r in rows)
