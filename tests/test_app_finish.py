@@ -137,8 +137,9 @@ def stand_in_trainer(shake_env):
     return [__import__("sys").executable, str(path)]
 
 
-def accepted_row(shake_env):
-    """One accepted step in the dataset, written through the engine (the trainer wants one)."""
+def scripted_session(shake_env, *, accept: bool) -> str:
+    """A session on hello.py written through the engine with scripted teachers, left at its first
+    proposal or with that step accepted; its id."""
     from engine.agents.analyzer import Classification
 
     config = load_config()
@@ -148,7 +149,14 @@ def accepted_row(shake_env):
         session = Session.start(store, pool, config, shake_env / "hello.py", "say bye")
         session.plan()
         session.propose()
-        session.apply_feedback(Classification("accepted", "explicit", "good", ""))
+        if accept:
+            session.apply_feedback(Classification("accepted", "explicit", "good", ""))
+        return session.id
+
+
+def accepted_row(shake_env):
+    """One accepted step in the dataset, written through the engine (the trainer wants one)."""
+    scripted_session(shake_env, accept=True)
 
 
 async def test_quit_while_training_asks_and_a_run_left_running_is_found_again(shake_env, stand_in_trainer):
@@ -417,14 +425,7 @@ async def test_read_only_commands_work_beside_the_running_app(shake_env):
 
 # -- 8. resuming --------------------------------------------------------------------------------
 def unfinished_session(shake_env) -> str:
-    config = load_config()
-    pool = TeacherPool(config, extra={"a": ScriptedTeacher("a", ONE_STEP), "b": ScriptedTeacher("b")})
-    (shake_env / "hello.py").write_text(ORIGINAL)
-    with DatasetStore(config.data_dir) as store:
-        session = Session.start(store, pool, config, shake_env / "hello.py", "say bye")
-        session.plan()
-        session.propose()
-        return session.id
+    return scripted_session(shake_env, accept=False)
 
 
 async def test_start_up_mentions_unfinished_sessions_and_resuming_waits_for_the_user(shake_env):
