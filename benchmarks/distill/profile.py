@@ -1,14 +1,17 @@
 """The experiment's sizes: the full profile, the medium one and --quick.
 
-The full profile is sized for about 90 minutes on an idle 2-core CPU, estimated from per-item costs
-(SmolLM2 at ~95 tok/s as Q4_1 and ~55 tok/s as the F32 student GGUF, ~190 training tok/s): 19
-student evaluations of 50 tasks dominate. It was not timed end to end on an idle machine; on the
-shared, loaded machine one evaluation of 50 tasks took ~20 min, so the full profile did not fit.
+The full profile is what fits the 2-core CPU: the six variants × 3 seeds on round 0's rows and the
+base, each evaluated on 50 held-out tasks (19 evaluations of the Q8_0 quantization of each export,
+~2x faster than F32 here, dominate), then two more rounds of the default student on seed 0 only
+(`round_seeds`), cycles to accept on 4 held-out tasks for the base and the default student (first
+and last round), and the GGUF-vs-transformers check on 2 tasks. Its reviewer fixes the script
+itself (`user_fix`), because the embedded SmolLM2 teacher solves ~2% of the tasks and would leave
+almost nothing to train on; one review per task (`max_reviews=1`) keeps collection at ~2 min a task.
+With `--eval-helper` in a second process the evaluations use both cores.
 
 The medium profile answers only "did my student get better?": the base student against the product's
-default (DORPO, λ = 0.1) on 50 held-out tasks with 3 seeds, one round, no cycles-to-accept sessions,
-so 4 evaluations, of the Q8_0 quantization of each export (~2x faster than F32 here). Its reviewer fixes the script itself when the teacher fails (`user_fix`), because the
-embedded SmolLM2 teacher solves ~2% of the tasks and would leave almost nothing to train on.
+default (DORPO, λ = 0.1) on 50 held-out tasks with 3 seeds, one round; round 0 of the full profile
+has the same sizes, so a full run can start from a medium run's work directory.
 """
 
 from __future__ import annotations
@@ -42,15 +45,21 @@ class Profile:
     first_templates: tuple[str, ...] = ()  # train templates collected first (--quick: one the teacher can solve)
     user_fix: bool = False  # the reviewer accepts the reference as the user's own edit when its last review fails
     eval_quant: str = ""  # "" evaluates the F32 export; "q8_0": its llama.cpp Q8_0 quantization (base alike)
+    round_seeds: tuple[int, ...] = ()  # seeds trained in rounds after the first (empty: all of `seeds`)
+
+    def seeds_of_round(self, k: int) -> tuple[int, ...]:
+        """Round 0 compares the variants on every seed; later rounds may follow fewer (time)."""
+        return self.seeds if k == 0 or not self.round_seeds else self.round_seeds
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 FULL = Profile(
-    name="full", train_tasks_per_round=16, held_out=50, seeds=(0, 1, 2), rounds=3, variants=VARIANTS,
-    round_variants=(DEFAULT_STUDENT,), max_reviews=3, train_steps=8, batch_size=2, lr=5e-4, lora_r=16,
-    max_length=1024, eval_max_tokens=320, cycles_tasks=6, cycles_variants=VARIANTS, match_tasks=2, match_tokens=48,
+    name="full", train_tasks_per_round=6, held_out=50, seeds=(0, 1, 2), rounds=3, variants=VARIANTS,
+    round_variants=(DEFAULT_STUDENT,), max_reviews=1, train_steps=8, batch_size=2, lr=5e-4, lora_r=16,
+    max_length=1024, eval_max_tokens=192, cycles_tasks=4, cycles_variants=(DEFAULT_STUDENT,), match_tasks=2,
+    match_tokens=48, user_fix=True, eval_quant="q8_0", round_seeds=(0,),
 )
 QUICK = Profile(
     name="quick", train_tasks_per_round=3, held_out=3, seeds=(0,), rounds=2, variants=VARIANTS,

@@ -26,7 +26,9 @@ def markdown(result: dict) -> str:
     p = result["profile"]
     sft = "sft" in result["variants"]
     lines = [
-        f"Held-out tasks: {result['held_out_tasks']}; seeds: {len(result['seeds'])}; rounds: {len(result['rounds'])}; "
+        f"Held-out tasks: {result['held_out_tasks']}; seeds: {len(result['seeds'])}; rounds: {len(result['rounds'])}"
+        + (f" (after round 0, seed {', '.join(map(str, p['round_seeds']))} only)" if p.get("round_seeds")
+           and len(result["rounds"]) > 1 else "") + "; "
         f"variants trained on round 0's {result['rounds'][0]['complete_rows']} rows "
         f"({result['rounds'][0]['steps_accepted']} accepted steps). Greedy pass@1 with 95% intervals "
         f"(bootstrap over tasks and seeds); Δ paired by seed and task, p from a sign-flip permutation test.",

@@ -83,7 +83,8 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
     """A second evaluating process: the base, then every student GGUF the main run has exported, each
     from its last task backwards (`students.evaluate` skips what either process finished). It stops
     when every evaluation the profile needs is complete, or when the main run wrote its results."""
-    expected = 1 + len(profile.seeds) * (len(profile.variants) + (profile.rounds - 1) * len(profile.round_variants))
+    expected = 1 + len(profile.seeds) * len(profile.variants) + sum(
+        len(profile.seeds_of_round(k)) * len(profile.round_variants) for k in range(1, profile.rounds))
     started = time.time()
     while True:
         pending = [(work / "students" / "base" / "student.gguf", work / "eval" / "base.jsonl")]
@@ -190,14 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         next_collector = None
         if summary["complete_rows"]:  # every student trained and exported first: an --eval-helper has work
             for variant in names:
-                for seed in profile.seeds:
+                for seed in profile.seeds_of_round(k):
                     name, init = f"{variant}-s{seed}", previous.get(f"{variant}-s{seed}")
                     log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
                     run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
                     if len(read_log(round_dir / "eval" / f"{name}.jsonl")) < len(held):
                         export_student_gguf(run, round_dir / "students" / name, profile.eval_quant)
         for variant in names:
-            for seed in profile.seeds:
+            for seed in profile.seeds_of_round(k):
                 name = f"{variant}-s{seed}"
                 init = previous.get(name)
                 keep = variant == DEFAULT_STUDENT and seed == profile.seeds[0]
@@ -213,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                 student_dir = round_dir / "students" / name
                 eval_log = round_dir / "eval" / f"{name}.jsonl"
                 done = len(read_log(eval_log)) >= len(held)
-                wants_cycles = bool(cyc_tasks) and seed == profile.seeds[0] and variant in (profile.cycles_variants if k == 0
-                                                                       else profile.round_variants)
+                wants_cycles = bool(cyc_tasks) and seed == profile.seeds[0] and (
+                    variant in profile.cycles_variants if k == 0  # later rounds: the last one (time)
+                    else variant in profile.round_variants and k == profile.rounds - 1)
                 cycles_log = work / "cycles" / f"round{k}-{name}" / "episodes.jsonl"
                 cycles_done = len(read_log(cycles_log)) >= len(cyc_tasks)
                 gguf = student_dir / "student.gguf"
