@@ -29,8 +29,9 @@ What is counted:
     The shares of peak divide the executed FLOP/s by the best 2048x2048 matmul measured in this run.
 
 Targets (issue #14): at least 3x TRL's default-config throughput at no more than 0.5x its peak memory,
-and at least 30% of the bf16 matmul peak. `--profile` writes a torch profiler table of one DORPO step to
-benchmarks/results/dorpo_step_profile.txt. Prints one JSON object as its last line.
+and at least 30% of the bf16 matmul peak. `--profile` writes a torch profiler table of two DORPO steps to
+benchmarks/results/dorpo_step_profile.txt (`--rounds 0 --profile`: that table alone, a few minutes).
+Prints one JSON object as its last line.
 """
 
 from __future__ import annotations
@@ -151,6 +152,29 @@ def step_flops(config, batch, lora_params: int, checkpointing: bool) -> tuple[fl
     return float(model), float(executed)
 
 
+PROFILE_KINDS = (  # (kind, ops by name prefix after "aten::"); the rest is "other"
+    ("matmul", ("mm", "bmm", "addmm", "matmul", "linear")),
+    ("attention", ("_scaled_dot_product", "scaled_dot_product", "_flash_attention")),
+    ("log-softmax and loss", ("_log_softmax", "log_softmax", "logsumexp", "gather", "nll", "_softmax")),
+    ("elementwise and copies", ("mul", "add", "sub", "div", "neg", "pow", "sqrt", "rsqrt", "exp", "silu", "copy_",
+                                "_to_copy", "fill_", "where", "sum", "mean", "cat", "uniform_", "clamp", "masked_fill",
+                                "zero_", "index", "embedding", "threshold", "cos", "sin", "lt", "gt", "eq", "ne")),
+)
+
+
+def profile_shares(events) -> dict[str, float]:
+    """Self CPU time of the profiled steps by kind of work (each op counted once, by its own time)."""
+    totals = {kind: 0.0 for kind, _ in PROFILE_KINDS} | {"other": 0.0}
+    for event in events:
+        name = event.key.removeprefix("aten::")
+        kind = next((k for k, prefixes in PROFILE_KINDS if event.key.startswith("aten::")
+                     and any(name == p or name.startswith(p + "_") or (p.startswith("_") and name.startswith(p))
+                             for p in prefixes)), "other")
+        totals[kind] += event.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {kind: round(t / whole, 3) for kind, t in totals.items()}
+
+
 def child_dorpo(data_dir: Path, out: Path, student: str, precision: str, profile: bool) -> dict:
     import torch
 
@@ -178,12 +202,16 @@ def child_dorpo(data_dir: Path, out: Path, student: str, precision: str, profile
                 train(cfg, data_dir, progress=False, log=lambda m: None, base_model=model,
                       should_stop=lambda step: steps_seen.append(step) or step >= 2)
             RESULTS.mkdir(exist_ok=True)
+            shares = profile_shares(prof.key_averages())
             (RESULTS / "dorpo_step_profile.txt").write_text(
-                f"# torch profiler, 2 DORPO steps ({chosen.name}), SmolLM2-135M, LoRA r=16, batch 2 rows\n"
+                f"# torch profiler, 2 DORPO steps ({chosen.name}), SmolLM2-135M, LoRA r=16, batch 2 rows, "
+                f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end\n"
+                "# self CPU time by kind of work: "
+                + ", ".join(f"{kind} {100 * share:.1f}%" for kind, share in shares.items()) + "\n"
                 + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=55)
                 + "\n" + prof.key_averages(group_by_input_shape=True).table(
                     sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=40, max_shapes_column_width=70))
-            return {}
+            return {"profile_shares": shares}
         train(cfg, data_dir, progress=False, log=lambda m: None, base_model=model)
     cpu_seconds = time.process_time() - cpu_started
     rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -277,7 +305,7 @@ def run_child(which: str, tmp: Path, out: Path, precision: str, profile: bool = 
     subprocess.run([sys.executable, __file__, "--child", which, "--data", str(tmp / "data"), "--out", str(out),
                     "--student", str(tmp / "student"), "--precision", precision] + (["--profile"] if profile else []),
                    check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "result.json").read_text()) if not profile else {}
+    return json.loads((out / "result.json").read_text())
 
 
 def load_average() -> float:
@@ -291,7 +319,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--student", default="")
     parser.add_argument("--precision", default="auto", help="DORPO's --precision (default: auto)")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds of all three trainers")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds of all three trainers (0 with --profile: only the profile table)")
     parser.add_argument("--profile", action="store_true", help="also write a profiler table of two DORPO steps")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the dataset and the converted student here and reuse them (default: a temp dir)")
@@ -326,8 +354,14 @@ def main() -> None:
                 results[which] = run_child(which, tmp, tmp / f"{which}-{r}", args.precision)
                 loads.append(load_average())
             rounds.append(results)
+        shares = None
         if args.profile:
-            run_child("dorpo", tmp, tmp / "profile", args.precision, profile=True)
+            shares = run_child("dorpo", tmp, tmp / "profile", args.precision, profile=True)["profile_shares"]
+
+    if not rounds:  # --rounds 0 --profile: the profile table alone
+        print(json.dumps({"profile": str(RESULTS / "dorpo_step_profile.txt"), "profile_shares": shares, "rounds": 0,
+                          "load_average": [round(min(loads), 1), round(max(loads), 1)], "cpu_count": os.cpu_count()}))
+        return
 
     def tps(res: dict) -> float:
         return res["tokens"] / res["seconds"]
@@ -374,6 +408,7 @@ def main() -> None:
         "throughput_ratio_vs_trl_default_cpu_time": cpu_ratio,
         "dorpo_positions_per_token": round(best["positions"] / best["tokens"], 3),
         "rounds": args.rounds,
+        "profile_shares": shares,
         "load_average": [round(min(loads), 1), round(max(loads), 1)],
         "cpu_count": os.cpu_count(),
         "targets": {"throughput_ratio_vs_trl_default_min": 3.0, "memory_ratio_vs_trl_default_max": 0.5,

@@ -531,10 +531,22 @@ async def test_help_shows_keys_as_the_footer_does_and_names_are_not_confused(sha
         assert not any("question_mark" in row[1] or "slash" in row[1] for row in rows)
 
 
-def footer_cut(app, width: int) -> list[str]:
-    keys = list(app.screen.query_one("Footer").query("FooterKey"))
-    assert keys
+def footer_cut(app, width: int) -> list[str] | None:
+    """The descriptions of the footer's keys that end past `width`; None while the footer is not laid
+    out yet (a screen switch recomposes it, and on a loaded machine that takes more than a frame)."""
+    footers = list(app.screen.query("Footer"))
+    keys = list(footers[0].query("FooterKey")) if footers else []
+    if not keys or any(k.region.width == 0 for k in keys):
+        return None
     return [k.description for k in keys if k.region.right > width]
+
+
+async def assert_footer_fits(pilot, app, width: int, what: str) -> None:
+    """The footer, once laid out, fits; waits for the layout instead of a fixed pause."""
+    try:
+        await wait_for(pilot, lambda: footer_cut(app, width) == [])
+    except AssertionError:
+        raise AssertionError(f"{what}: {footer_cut(app, width)} cut off at {width} columns") from None
 
 
 @pytest.mark.parametrize("width", [160, 120])
@@ -542,13 +554,12 @@ async def test_the_footer_fits_the_terminal(shake_env, width):
     app, _ = make_app(shake_env, ONE_STEP)
     async with app.run_test(size=(width, 40)) as pilot:
         await wait_for(pilot, status_is(app, "review"))
-        for mode in ("f2", "f3", "f4", "f2"):
-            await pilot.press(mode)
-            await pilot.pause(0.1)
-            assert not footer_cut(app, width), f"{mode}: {footer_cut(app, width)} cut off at {width} columns"
+        for key, mode in (("f2", "session"), ("f3", "dataset"), ("f4", "trainer"), ("f2", "session")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: app.current_mode == mode)
+            await assert_footer_fits(pilot, app, width, key)
         # the label confirmation adds its own keys
         app.session_screen.query_one("#feedback-input").focus()
         await pilot.press(*"redo: no", "enter")
         await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
-        await pilot.pause(0.1)
-        assert not footer_cut(app, width), f"label: {footer_cut(app, width)} cut off at {width} columns"
+        await assert_footer_fits(pilot, app, width, "label")
