@@ -128,3 +128,23 @@ def test_endless_loop_fails_its_check_only():
     report = run_checks(checks, script)
     assert [r.passed for r in report.results] == [True, True, False]
     assert "did not finish" in report.results[2].message
+
+
+def test_a_huge_printed_value_is_cut_in_the_message_and_the_report_still_reads():
+    # the failure message quotes what the script printed; 200 KB of it used to push the report line past
+    # the runner's 64 KB output cap, and the JSON cut there crashed the evaluation
+    script = GOOD.replace("print(add(2, 3))", 'print("x" * 200_000)')
+    report = run_checks(CHECKS, script)
+    assert report.problem is None and [r.passed for r in report.results] == [True, False]
+    message = report.results[1].message
+    assert message.startswith("the printed lines should be ['5'], but it is ['xxx") and message.endswith("[... cut]")
+    assert len(message) < 1100
+
+
+def test_raw_output_past_the_cap_is_a_named_problem():
+    # bytes written to the file descriptor itself are not captured by the checks; past the output cap
+    # they leave no room for the report, and the report says so instead of blaming an exit
+    script = 'import os\nos.write(1, b"y" * 100_000)\n\n' + GOOD
+    report = run_checks(CHECKS, script)
+    assert not report.passed and not report.results
+    assert "output cap" in report.problem

@@ -43,6 +43,7 @@ _NONCE = __NONCE__
 _CANDIDATE = __CANDIDATE__
 _CHECKS = __CHECKS__
 _LIMIT = __LIMIT__
+_MESSAGE_LIMIT = 1000  # characters of one failure message (a repr of what a script printed can be huge)
 _OUT = os.dup(1)  # the candidate may close or replace sys.stdout; the result goes here
 sys.dont_write_bytecode = True  # `python -I` ignores PYTHONDONTWRITEBYTECODE; no __pycache__ beside the candidate
 try:
@@ -154,6 +155,9 @@ def _main():
             results.append([name, False, f"{(fn.__doc__ or name).strip()}: {_short(exc)}"])
         finally:
             signal.alarm(0)
+    for result in results:  # the report must fit the run's output cap, whatever the script printed
+        if len(result[2]) > _MESSAGE_LIMIT:
+            result[2] = result[2][:_MESSAGE_LIMIT] + " [... cut]"
     os.write(_OUT, ("\n" + _NONCE + json.dumps(results) + "\n").encode("utf-8"))
 
 
@@ -197,6 +201,14 @@ def harness_source(checks: str, script: str, nonce: str) -> str:
             .replace("__LIMIT__", str(CHECK_TIME_LIMIT_S)))
 
 
+def _parse_report(payload: str) -> tuple[CheckResult, ...] | None:
+    """The harness's result line as CheckResults; None when it is not whole (the output cap cut it)."""
+    try:
+        return tuple(CheckResult(str(name), bool(ok), str(message)) for name, ok, message in json.loads(payload))
+    except (ValueError, TypeError):
+        return None
+
+
 def run_checks(checks: str, script: str, config: RunnerConfig | None = None, *,
                cancel: threading.Event | None = None) -> CheckReport:
     """Run the hidden `checks` against `script` in the sandbox and read back the nonce line."""
@@ -206,8 +218,14 @@ def run_checks(checks: str, script: str, config: RunnerConfig | None = None, *,
     for line in run.stdout.splitlines():
         if line.startswith(nonce):
             payload = line[len(nonce):]
-    if payload is None:
-        if run.timed_out:
+    results = _parse_report(payload) if payload is not None else None
+    if results is None:
+        if run.stdout_truncated:  # the report line came after the output cap
+            problem = ("the script printed more than a run keeps (the runner's output cap), so the checks' "
+                       "report was cut off")
+        elif payload is not None:
+            problem = "the checks' report could not be read (it was cut off)"
+        elif run.timed_out:
             problem = "the checks did not finish in time (the script may loop forever)"
         else:
             problem = f"the checks did not finish (exit code {run.exit_code}): the script ended the process"
@@ -215,7 +233,6 @@ def run_checks(checks: str, script: str, config: RunnerConfig | None = None, *,
             if tail:
                 problem += f" ({tail[0][:200]})"
         return CheckReport((), problem, run)
-    results = tuple(CheckResult(name, bool(ok), message) for name, ok, message in json.loads(payload))
     if not results:
         return CheckReport((), "the task has no checks", run)
     return CheckReport(results, None, run)
