@@ -86,6 +86,7 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
     expected = 1 + len(profile.seeds) * len(profile.variants) + sum(
         len(profile.seeds_of_round(k)) * len(profile.round_variants) for k in range(1, profile.rounds))
     started = time.time()
+    failures: dict[Path, int] = {}
     while True:
         pending = [(work / "students" / "base" / "student.gguf", work / "eval" / "base.jsonl")]
         for gguf in sorted(work.glob("round*/students/*/student.gguf")):
@@ -97,7 +98,7 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
         result = work / "DONE"
         if complete >= expected or (result.exists() and result.stat().st_mtime > started):
             return 0
-        todo = [(g, p) for g, p in pending if g.exists() and len(read_log(p)) < len(held)]
+        todo = [(g, p) for g, p in pending if g.exists() and len(read_log(p)) < len(held) and failures.get(g, 0) < 2]
         if not todo:
             time.sleep(poll_s)
             continue
@@ -107,6 +108,7 @@ def eval_helper(work: Path, held: list[Task], profile, poll_s: float = 20.0) -> 
                      desc=f"helper: eval {gguf.parent.name}")
         except Exception as err:  # noqa: BLE001 - the main run deleted the GGUF it finished; look again
             log(f"helper: {gguf.parent.name}: {err}")
+            failures[gguf] = failures.get(gguf, 0) + 1  # twice: leave it to the main run, which stops on it
             time.sleep(poll_s)
 
 
