@@ -61,7 +61,9 @@ def markdown(result: dict) -> str:
                                                         "GGUF export" if p.get("eval_quant") else "")
                   + ("; the reviewer fixes a script itself (the reference, as the user's edit) when the "
                      "teacher's last try fails" if p.get("user_fix") else "") + "; "
-                  f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
+                  + (f"from the first start to this report: {result['minutes_since_first_start']:.0f} min "
+                     "(every invocation and any pause between them); " if "minutes_since_first_start" in result else "")
+                  + f"the last invocation took {result['minutes_last_invocation']:.0f} min."]
     return "\n".join(lines) + "\n"
 
 

@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     saved.write_text(json.dumps(profile.as_dict(), indent=1))
+    first_start = work / "STARTED"  # the run's wall time counts from here, over every invocation
+    if not first_start.exists():
+        first_start.write_text(f"{started}\n")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
     held = spread(tasks(HELD_OUT))[: profile.held_out or None]
@@ -276,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "teacher": args.teacher_model or "SmolLM2-135M-Instruct Q4_1 (bundled)",
         "student": "SmolLM2-135M-Instruct (float32 from the bundled GGUF), LoRA; evaluated as F32 GGUF on llama.cpp",
         "profile": profile.as_dict(), "minutes_last_invocation": (time.time() - started) / 60,
+        "minutes_since_first_start": (time.time() - float(first_start.read_text())) / 60,
         "load_average": os.getloadavg(),
     }
     paths = report.write(result, out_dir)
