@@ -1,6 +1,7 @@
 """The distillation experiment (issue #12), resumable: rerun the same command to continue.
 
-    .venv/bin/python benchmarks/experiment_distill.py            # full profile: 64 held-out tasks, 3 seeds, 3 rounds
+    .venv/bin/python benchmarks/experiment_distill.py --threads 1                 # full profile: 50 held-out tasks, 3 seeds, 3 rounds
+    .venv/bin/python benchmarks/experiment_distill.py --threads 1 --eval-helper   # beside it: the second core evaluates
     .venv/bin/python benchmarks/experiment_distill.py --quick    # the pipeline in small (the test runs it)
     .venv/bin/python benchmarks/experiment_distill.py --profile medium --threads 1   # base vs the default student
     .venv/bin/python benchmarks/experiment_distill.py --profile medium --threads 1 --eval-helper  # beside it
