@@ -86,3 +86,14 @@ def test_the_medium_profile_and_its_table():
     table = report.markdown(result)
     assert "| 5 (1 / 4) |" in table and "+2.0 pts [-1.0, 5.0] | 0.40" in table and "s0 10.0%" in table
     assert "the reviewer fixes a script itself" in table
+
+
+def test_the_full_profile_covers_what_the_issue_asks():
+    """full: every variant on >= 50 held-out tasks and 3 seeds, >= 3 rounds, cycles and the GGUF check;
+    rounds after the first follow fewer seeds only when `round_seeds` says so."""
+    from benchmarks.distill.profile import FULL, QUICK
+
+    assert set(FULL.variants) == set(VARIANTS) and FULL.held_out >= 50 and len(FULL.seeds) >= 3
+    assert FULL.rounds >= 3 and FULL.cycles_tasks > 0 and FULL.match_tasks > 0
+    assert FULL.seeds_of_round(0) == FULL.seeds and FULL.seeds_of_round(2) == FULL.round_seeds == (0,)
+    assert QUICK.seeds_of_round(1) == QUICK.seeds  # no round_seeds: every round trains every seed
