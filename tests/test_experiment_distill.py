@@ -97,3 +97,32 @@ def test_the_full_profile_covers_what_the_issue_asks():
     assert FULL.rounds >= 3 and FULL.cycles_tasks > 0 and FULL.match_tasks > 0
     assert FULL.seeds_of_round(0) == FULL.seeds and FULL.seeds_of_round(2) == FULL.round_seeds == (0,)
     assert QUICK.seeds_of_round(1) == QUICK.seeds  # no round_seeds: every round trains every seed
+
+
+def test_the_eval_helper_leaves_a_student_that_fails_twice_to_the_main_run(tmp_path, monkeypatch):
+    # it used to retry a student whose evaluation raised every poll, for as long as the main run took
+    import threading
+    import time
+
+    from benchmarks.distill import run
+    from benchmarks.distill.profile import QUICK
+    from engine.tasks import HELD_OUT, tasks
+
+    gguf = tmp_path / "round0" / "students" / "sft-s0" / "student.gguf"
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"not a model")
+    calls = []
+
+    def failing_evaluate(path, *args, **kwargs):
+        calls.append(path)
+        raise RuntimeError("the check report was cut off")
+
+    monkeypatch.setattr(run, "evaluate", failing_evaluate)
+    helper = threading.Thread(target=run.eval_helper, args=(tmp_path, tasks(HELD_OUT)[:1], QUICK),
+                              kwargs={"poll_s": 0.01}, daemon=True)
+    helper.start()
+    time.sleep(0.5)  # ~50 polls
+    (tmp_path / "DONE").write_text("{}\n")  # the main run finished: the helper stops
+    helper.join(timeout=10)
+    assert not helper.is_alive()
+    assert calls == [gguf, gguf]
