@@ -611,15 +611,14 @@ class SessionScreen(Screen):
                 self._launch(self.accept_edit, edited.text)
 
         if stalled:
-            self.app.push_screen(ConfirmDiffScreen(
-                "Your script for the stalled step", "Accepting makes your script the step's output (the failed "
-                "attempts' rows get it as their chosen): the dataset learns from your fix.", base, edited.text,
-                "Accept my script"), decided)
-            return
+            title, rows, button = ("Your script for the stalled step",
+                                   "the failed attempts' rows get it as their chosen", "Accept my script")
+        else:
+            title, rows, button = ("Your edit of the proposal",
+                                   "the proposal it replaces is stored as a Further-edit row", "Accept my edit")
         self.app.push_screen(ConfirmDiffScreen(
-            "Your edit of the proposal", "Accepting makes your script the step's output (the proposal it replaces is "
-            "stored as a Further-edit row): the dataset learns from your fix.", proposal.script, edited.text,
-            "Accept my edit"), decided)
+            title, f"Accepting makes your script the step's output ({rows}): the dataset learns from your fix.",
+            base, edited.text, button), decided)
 
     def session_script_name(self) -> str:
         return SessionView.of(self.session.state).script_path.name or "script.py"
