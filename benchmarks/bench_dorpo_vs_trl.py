@@ -202,13 +202,14 @@ def child_dorpo(data_dir: Path, out: Path, student: str, precision: str, profile
                 train(cfg, data_dir, progress=False, log=lambda m: None, base_model=model,
                       should_stop=lambda step: steps_seen.append(step) or step >= 2)
             RESULTS.mkdir(exist_ok=True)
-            shares = profile_shares(prof.key_averages())
+            events = prof.key_averages()
+            shares = profile_shares(events)
             (RESULTS / "dorpo_step_profile.txt").write_text(
                 f"# torch profiler, 2 DORPO steps ({chosen.name}), SmolLM2-135M, LoRA r=16, batch 2 rows, "
                 f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end\n"
                 "# self CPU time by kind of work: "
                 + ", ".join(f"{kind} {100 * share:.1f}%" for kind, share in shares.items()) + "\n"
-                + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=55)
+                + events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=55)
                 + "\n" + prof.key_averages(group_by_input_shape=True).table(
                     sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=40, max_shapes_column_width=70))
             return {"profile_shares": shares}
@@ -324,6 +325,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the dataset and the converted student here and reuse them (default: a temp dir)")
     args = parser.parse_args()
+    if args.rounds < 0 or (args.rounds == 0 and not args.profile):
+        parser.error("--rounds must be at least 1 (0 only with --profile: the profile table alone)")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if args.child:
         if args.child == "dorpo":
