@@ -97,6 +97,10 @@ def test_the_full_profile_covers_what_the_issue_asks():
     assert FULL.rounds >= 3 and FULL.cycles_tasks > 0 and FULL.match_tasks > 0
     assert FULL.seeds_of_round(0) == FULL.seeds and FULL.seeds_of_round(2) == FULL.round_seeds == (0,)
     assert QUICK.seeds_of_round(1) == QUICK.seeds  # no round_seeds: every round trains every seed
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="starting with 0"):  # the default student (seed 0) collects later rounds
+        replace(FULL, round_seeds=(1,))
 
 
 def test_the_eval_helper_leaves_a_student_that_fails_twice_to_the_main_run(tmp_path, monkeypatch):
@@ -126,3 +130,11 @@ def test_the_eval_helper_leaves_a_student_that_fails_twice_to_the_main_run(tmp_p
     helper.join(timeout=10)
     assert not helper.is_alive()
     assert calls == [gguf, gguf]
+
+
+def test_the_training_benchmark_refuses_zero_rounds_without_the_profile():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dorpo_vs_trl.py"
+    done = subprocess.run([sys.executable, str(script), "--rounds", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr.splitlines()[-1]

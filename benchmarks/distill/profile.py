@@ -47,6 +47,11 @@ class Profile:
     eval_quant: str = ""  # "" evaluates the F32 export; "q8_0": its llama.cpp Q8_0 quantization (base alike)
     round_seeds: tuple[int, ...] = ()  # seeds trained in rounds after the first (empty: all of `seeds`)
 
+    def __post_init__(self) -> None:
+        # the round's default student (seed `seeds[0]`) collects the next round and measures cycles
+        if self.round_seeds and (self.round_seeds[0] != self.seeds[0] or not set(self.round_seeds) <= set(self.seeds)):
+            raise ValueError(f"round_seeds {self.round_seeds} must be seeds of {self.seeds} starting with {self.seeds[0]}")
+
     def seeds_of_round(self, k: int) -> tuple[int, ...]:
         """Round 0 compares the variants on every seed; later rounds may follow fewer (time)."""
         return self.seeds if k == 0 or not self.round_seeds else self.round_seeds
