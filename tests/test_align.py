@@ -7,7 +7,7 @@ import pytest
 
 from engine.agents import worker
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
-from trainer.align import StudentVocab, align
+from engine.align import StudentVocab, align
 
 MESSAGES = worker.worker_messages("Add a goodbye line.", 'print("hello")\n')
 TEXT = 'REASONING: I add a second print.\n```python\nprint("hello")\nprint("goodbye")\n```\n'

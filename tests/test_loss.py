@@ -218,3 +218,23 @@ def test_chunked_terms_equal_unchunked_and_backprop():
     (b_lp.sum() + b_kd.sum()).backward()
     torch.testing.assert_close(g1, hidden.grad)
     assert (a_kd[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("divergence", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_padding_in_top_k_gives_the_gradient_without_it(divergence, renormalize):
+    """A padded slot (id −1, log-prob −inf) is an empty bucket on both sides: (−inf) − (−inf) there
+    once made the gradient NaN for the reverse and JSD divergences (the product with the zero mass
+    was dropped by `where`, its NaN derivative was not), and one such row made every weight NaN.
+    (Found on the issue-24 branch; the fix is taken alone.)"""
+    torch.manual_seed(3)
+    logits = torch.randn(1, 6, dtype=torch.float64)
+    teacher = torch.tensor([[math.log(0.5), math.log(0.2)]], dtype=torch.float64)
+    grads = []
+    for ids, lps in ((torch.tensor([[0, 2]]), teacher),
+                     (torch.tensor([[0, 2, -1]]), torch.cat([teacher, torch.tensor([[float("-inf")]])], -1))):
+        z = logits.clone().requires_grad_()
+        token_kd(z, ids, lps, divergence=divergence, temperature=2.0, renormalize=renormalize).sum().backward()
+        grads.append(z.grad)
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from engine.student import precision as precision_module
 from engine.student.precision import resolve_precision
 from trainer.config import TrainConfig
 from trainer.data import Example, collate
-from trainer.recipe import response_hidden, train
+from trainer.forward import response_hidden
+from trainer.recipe import train
 
 AMX_CPU = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 OLD_CPU = frozenset({"sse4_2", "avx", "avx2", "fma"})
@@ -94,18 +96,30 @@ def test_frozen_base_in_bf16_lora_and_optimizer_state_in_fp32(tiny_student):
     assert all(t.dtype == torch.float32 for t in state if t.dim() > 0)
 
 
+def dataset_rows(data_dir) -> int:
+    from engine.store import DatasetStore
+
+    with DatasetStore(data_dir, writable=False) as store:
+        return sum(1 for r in store.rows() if r.trainable)
+
+
 def run_losses(run_dir) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-# relative, per step. Measured: at most 9e-4 over these 20 steps in one run, 5.3e-3 (step 16) in a fresh
-# clone's run: bf16 rounds at 2^-8 relative, and at lr 5e-3 the two trajectories drift apart step by step
-# by an amount that varies between runs (CPU kernels are not bit-reproducible under load).
-BF16_LOSS_TOLERANCE = 1e-2
+# Relative. At step 1 both runs have the same weights and batch, so the difference is bf16's rounding
+# alone (its unit is 2^-8 = 3.9e-3 per value; the loss averages it over every token). After that the two
+# trajectories drift apart step by step, by an amount that varies between runs (CPU kernels are not
+# bit-reproducible under load): measured at most 9e-4 in one run and 5.3e-3 in another over 20 steps at
+# lr 5e-3. Each bound has ten times the measured headroom: a broken bf16 path (fp32 state cast down, a
+# lost loss scale, no autocast) is off by far more, or does not learn.
+BF16_FIRST_STEP_TOLERANCE = 4e-3
+BF16_DRIFT_TOLERANCE = 5e-2
 
 
 def test_bf16_losses_track_fp32_over_20_steps(dataset, tiny_student, tmp_path, monkeypatch):
-    """Same rows, seed and settings: the bf16 run's loss stays within 1% of the fp32 run's at every step."""
+    """Same rows, seed and settings: the bf16 run's first loss is fp32's to bf16 rounding, and its later
+    losses track fp32's as the two trajectories drift (BF16_*_TOLERANCE), while both learn."""
     simulate_cpu(monkeypatch, AMX_CPU)
     common = dict(student=tiny_student, max_steps=20, batch_size=2, lr=5e-3, lora_r=8, lora_alpha=16,
                   eval_fraction=0.0, checkpoint_every=100, warmup_steps=0, schedule="constant", max_length=1024,
@@ -120,9 +134,16 @@ def test_bf16_losses_track_fp32_over_20_steps(dataset, tiny_student, tmp_path, m
     a, b = run_losses(fp32.run_dir), run_losses(bf16.run_dir)
     assert len(a) == len(b) == 20
     assert a != b  # really computed another way
+    assert b[0] == pytest.approx(a[0], rel=BF16_FIRST_STEP_TOLERANCE), f"step 1: fp32 {a[0]} bf16 {b[0]}"
     for step, (x, y) in enumerate(zip(a, b), start=1):
-        assert y == pytest.approx(x, rel=BF16_LOSS_TOLERANCE), f"step {step}: fp32 {x} bf16 {y}"
-    assert b[-1] < b[0] - 0.1  # and bf16 learns like fp32
+        assert y == pytest.approx(x, rel=BF16_DRIFT_TOLERANCE), f"step {step}: fp32 {x} bf16 {y}"
+    # and both learn: over the same rows, the third epoch's mean loss below the first's (single steps
+    # compare different batches, whose losses differ by more than 20 steps of learning move them)
+    per_epoch = math.ceil(dataset_rows(dataset) / common["batch_size"])
+    assert 3 * per_epoch <= len(a)
+    for losses in (a, b):
+        first, third = losses[:per_epoch], losses[2 * per_epoch:3 * per_epoch]
+        assert sum(third) / per_epoch < sum(first) / per_epoch - 0.1, losses
 
 
 def test_fp32_fallback_on_a_cpu_without_bf16(dataset, tiny_student, tmp_path, monkeypatch):

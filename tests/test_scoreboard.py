@@ -47,20 +47,15 @@ def test_a_script_that_fails_or_an_accepted_script_that_no_longer_runs(tmp_path)
     assert board.score(BASE).ran == 0 and board.score(TEACHER).steps == 0
 
 
-def test_shake_eval_scoreboard_on_a_run(dataset, tiny_student, tmp_path, shake_env, capsys):
-    from trainer.config import TrainConfig
-    from trainer.recipe import train
+def test_shake_eval_scoreboard_on_a_run(run_copy, shake_env, capsys):
     from tui.cli import main
 
-    result = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, lora_r=4, eval_fraction=0.5,
-                               run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False,
-                   log=lambda m: None)
     (shake_env / "config.toml").write_text('[teachers.b]\nbackend = "embedded"\n[agents]\nplanner = ["b"]\n'
                                            'lead = ["b"]\nworker = ["b"]\nanalyzer = ["b"]\n')
-    assert main(["eval", str(result.run_dir), "--scoreboard", "--max-new-tokens", "4"]) == 0
+    assert main(["eval", str(run_copy), "--scoreboard", "--max-new-tokens", "4"]) == 0
     out = capsys.readouterr().out
-    board = Scoreboard.load(result.run_dir)
+    board = Scoreboard.load(run_copy)
     assert board is not None and board.held_out_steps >= 1 and "held-out steps" in out
     assert board.score(STUDENT).steps == board.score(BASE).steps == board.held_out_steps
     assert board.score(TEACHER).unavailable == board.held_out_steps  # teacher "a" is not in this config
-    assert main(["eval", str(result.run_dir), "--scoreboard", "--max-steps", "-1"]) == 2
+    assert main(["eval", str(run_copy), "--scoreboard", "--max-steps", "-1"]) == 2

@@ -121,7 +121,8 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from engine.student.precision import FP32
-    from trainer.evaluate import evaluate, load_trained
+    from trainer.evaluate import evaluate
+    from trainer.trained import load_trained
     from trainer.export import export_student
 
     result = train(cfg(tiny_student, max_steps=2, eval_fraction=0.5, run_dir=str(tmp_path / "r")), dataset,
@@ -139,32 +140,49 @@ def test_eval_and_export(dataset, tiny_student, tmp_path):
         export_student(result.run_dir, tmp_path / "export")
 
 
+# `shake train` in its own process, SIGKILLed by itself while the save of step 2 is in flight: the
+# adapter, trainer state and state.json are written, the COMPLETE marker is not (no race with a poll).
+KILLED_MID_SAVE = """
+import os, signal, sys
+from pathlib import Path
+
+import trainer.checkpoint as checkpoint
+
+write = checkpoint.atomic_write_text
+
+
+def write_then_die(path, text):
+    if path.name == {marker!r} and path.parent == Path({partial!r}):
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, text)
+
+
+checkpoint.atomic_write_text = write_then_die
+from tui.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_kill_during_a_checkpoint_save_then_resume(dataset, tiny_student, tmp_path, monkeypatch):
-    import os
     import signal
     import subprocess
     import sys
-    import time
+
+    from engine.student.runs import COMPLETE, RunDir
 
     run_dir = tmp_path / "killed"
+    run = RunDir(run_dir)
     monkeypatch.setenv("SHAKE_DATA", str(dataset))
-    args = [sys.executable, "-m", "tui.cli", "train", "--student", tiny_student, "--run-dir", str(run_dir),
+    script = KILLED_MID_SAVE.format(marker=COMPLETE, partial=str(run.partial_checkpoint(2)))
+    args = [sys.executable, "-c", script, "train", "--student", tiny_student, "--run-dir", str(run_dir),
             "--max-steps", "8", "--batch-size", "2", "--eval-fraction", "0", "--checkpoint-every", "1",
             "--lora-r", "4", "--max-length", "1024"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_mid_save = False
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        ckpts = run_dir / "checkpoints"
-        complete = list(ckpts.glob("step-*")) if ckpts.exists() else []
-        if complete and any(ckpts.glob(".step-*.tmp")):
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_mid_save = True
-            break
-        time.sleep(0.001)
-    proc.wait()
-    assert killed_mid_save, "the trainer finished before a save could be interrupted"
-    assert not (run_dir / "DONE").exists()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert sorted(run.checkpoints.iterdir()) == [run.partial_checkpoint(2), run.checkpoint(1)]
+    assert (run.partial_checkpoint(2) / "state.json").exists()  # killed inside the save, not before it
+    assert not run.done.exists()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = train(TrainConfig(resume=True, run_dir=str(run_dir)), dataset, progress=False, log=lambda m: None)
@@ -215,3 +233,17 @@ def test_a_hold_out_keeps_one_step_on_each_side(steps, rows_per_step, fraction):
     assert held and train and sorted(e.row_id for e in train + held) == sorted(e.row_id for e in examples)
     assert not {e.step_key for e in train} & {e.step_key for e in held}
     assert {e.row_id for e in split(list(reversed(examples)), fraction)[1]} == {e.row_id for e in held}  # order-free
+
+
+def test_a_run_says_its_phase_until_its_first_step(dataset, tiny_student, tmp_path, monkeypatch):
+    # Issue #23 item 13: a 1-step run showed `0% --:--:--` for 30 s; the app shows these phases instead.
+    from engine.student.runs import RunDir
+
+    said = []
+    real = RunDir.set_phase
+    monkeypatch.setattr(RunDir, "set_phase", lambda self, what: (said.append(what), real(self, what)))
+    result = train(cfg(tiny_student, max_steps=1, run_dir=str(tmp_path / "run")), dataset, progress=False,
+                   log=lambda m: None)
+    assert said == ["loading the tokenizer", "tokenizing the rows", "loading the student model",
+                    "step 1/1 running (the first step is the slowest)"]
+    assert RunDir(result.run_dir).read_phase() == said[-1]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from engine.store.atomic import atomic_write_text, fsync_dir
-from engine.student.runs import ADAPTER_WEIGHTS, COMPLETE, CheckpointInfo, RunDir
+from engine.student.runs import ADAPTER_WEIGHTS, CheckpointDir, CheckpointInfo, RunDir
 
 
 def rng_state() -> dict:
@@ -46,18 +46,19 @@ def save_checkpoint(run: RunDir, step: int, model, optimizer, scheduler, scaler,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp / "adapter")
+    files = CheckpointDir(tmp)
+    model.save_pretrained(files.adapter)
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
          "rng": rng_state()},
-        tmp / "trainer.pt",
+        files.trainer_state,
     )
-    atomic_write_text(tmp / "state.json", json.dumps({**state, "step": step}, indent=1))
+    atomic_write_text(files.state, json.dumps({**state, "step": step}, indent=1))
     for path in tmp.rglob("*"):
         if path.is_file():
             with path.open("rb") as f:
                 os.fsync(f.fileno())
-    atomic_write_text(tmp / COMPLETE, "ok\n")
+    atomic_write_text(files.complete, "ok\n")
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

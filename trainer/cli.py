@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.execution.sanitize import sanitize
 from trainer.config import add_arguments, from_args
 
 
@@ -39,21 +40,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.config import load_config
+
+    config = from_args(args)
+    config.validate()  # before torch is imported: a bad flag is refused at once
     from trainer.recipe import train
 
     stop = args.stop_file
     # the progress bar is for a person at a terminal; piped or captured, the lines below say it all
-    result = train(from_args(args), load_config().data_dir, progress=sys.stderr.isatty(),
+    result = train(config, load_config().data_dir, progress=sys.stderr.isatty(),
                    should_stop=(lambda step: stop.exists()) if stop else None)
     if os.environ.get("RANK", "0") == "0":  # one summary for a multi-process run
-        print(f"done: {result.steps} steps; adapter in {result.adapter_dir}")
+        print(sanitize(f"done: {result.steps} steps; adapter in {result.adapter_dir}"))
         print(json.dumps(result.final_metrics))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from trainer.evaluate import evaluate, resolve_run
+    from trainer.evaluate import evaluate
+    from trainer.trained import resolve_run
 
     config = load_config()
     if args.scoreboard:
@@ -65,10 +70,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InputError("--max-steps must be >= 0 and --max-new-tokens >= 1")
         run_dir = resolve_run(args.run, config.data_dir)
         board = scoreboard(run_dir, config, max_new_tokens=args.max_new_tokens, max_steps=args.max_steps)
-        print("\n".join(board.lines()))
+        print(sanitize("\n".join(board.lines())))  # model names are the servers' words
         from engine.student.runs import RunDir
 
-        print(f"written to {RunDir(run_dir).scoreboard}")
+        print(sanitize(f"written to {RunDir(run_dir).scoreboard}"))
         return 0
     result = evaluate(resolve_run(args.run, config.data_dir), generate=args.generate,
                       max_new_tokens=args.max_new_tokens, runner=config.runner)
@@ -79,11 +84,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_student_export(args: argparse.Namespace) -> int:
     from engine.config import load_config
     from engine.inputs import check_output
-    from trainer.evaluate import resolve_run
+    from trainer.trained import resolve_run
     from trainer.export import export_student
 
     check_output(args.out, directory=True)
     exported = export_student(resolve_run(args.run, load_config().data_dir), args.out, ollama=args.ollama,
                               gguf=args.gguf)
-    print("\n".join(exported.lines()))
+    print(sanitize("\n".join(exported.lines())))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 
@@ -46,6 +47,11 @@ class TrainConfig:
     kd_other_prompt: bool = opt(False, "also use soft labels a teacher computed under another prompt than the row's "
                                 "(a later cycle's instruction; Ollama and OpenAI teachers cannot re-score): by "
                                 "default such rows train on the NLL of the chosen")
+    soft_labels: str = opt("prompt", "which soft labels KD uses: prompt (the teacher's under the row's prompt) or "
+                           "context (where the chosen came from a later cycle, the generator's own under that "
+                           "cycle's messages, with the error or the feedback: context distillation; else prompt's)")
+    model_chosen_only: bool = opt(False, "leave out the steps whose chosen the user wrote (their own edit or fix): "
+                                  "train on the teachers' answers only")
     loss_chunk: int = opt(256, "response positions per chunk when computing full-vocabulary logits")
     # -- optimisation ------------------------------------------------------------------------
     lr: float = opt(2e-4, "peak learning rate (AdamW)")
@@ -63,17 +69,27 @@ class TrainConfig:
     def validate(self) -> None:
         from trainer.errors import TrainError
 
+        for f in dataclasses.fields(self):  # nan passes every comparison below as False, inf most of them
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and not math.isfinite(value):
+                raise TrainError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         checks = [
             (0 <= self.eval_fraction < 1, "--eval-fraction must be in [0, 1)"),
             (self.max_length >= 16, "--max-length must be at least 16"),
             (self.load_in_4bit in ("auto", "on", "off"), "--load-in-4bit is auto, on or off"),
             (self.device in ("auto", "cpu", "cuda"), "--device is auto, cpu or cuda"),
+            (self.soft_labels in ("prompt", "context"), "--soft-labels is prompt or context"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision is auto, fp32, bf16 or fp16"),
             (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
+            (0 <= self.lora_dropout < 1, "--lora-dropout must be in [0, 1)"),
             (self.lam >= 0, "--lam must be >= 0"),
             (self.kd_divergence in ("forward", "reverse", "jsd"), "--kd-divergence is forward, reverse or jsd"),
             (0 < self.jsd_beta < 1, "--jsd-beta must be in (0, 1)"),
             (self.kd_temperature > 0, "--kd-temperature must be > 0"),
+            (self.lr > 0, "--lr must be > 0"),
+            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
+            (self.warmup_steps >= 0, "--warmup-steps must be >= 0"),
+            (self.max_grad_norm > 0, "--max-grad-norm must be > 0"),
             (self.schedule in ("cosine", "linear", "constant"), "--schedule is cosine, linear or constant"),
             (self.batch_size > 0 and self.grad_accum > 0, "--batch-size and --grad-accum must be positive"),
             (self.max_steps >= 0 and self.epochs > 0, "--max-steps >= 0 and --epochs > 0"),

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from engine.store import Snapshot
-from engine.store.schema import Row
+from engine.store.schema import Origin, Row
 from engine.teachers.base import ModelIdentity
-from trainer.align import AlignedKD, StudentVocab, align
+from engine.align import AlignedKD, StudentVocab, align
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
 
@@ -42,6 +42,8 @@ class DataReport:
     longest_skipped: int = 0
     with_logprobs: int = 0
     other_prompt: int = 0  # rows whose soft labels were computed under another prompt (NLL unless --kd-other-prompt)
+    context_labels: int = 0  # rows trained on their chosen's context soft labels (--soft-labels context)
+    user_chosen_left_out: int = 0  # rows whose chosen the user wrote, left out (--model-chosen-only)
     aligned_tokens: int = 0
     chosen_tokens_with_logprobs: int = 0
     modes: dict[str, int] = field(default_factory=dict)
@@ -70,6 +72,9 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
     report = DataReport()
     examples: list[Example] = []
     for row in snapshot.rows:
+        if cfg.model_chosen_only and row.chosen.origin != Origin.MODEL:
+            report.user_chosen_left_out += 1
+            continue
         report.rows += 1
         p_ids = prompt_ids(tokenizer, row.prompt.chat())
         c_ids = response_ids(tokenizer, row.chosen.text)
@@ -82,7 +87,12 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
             continue
         kd = None
         teacher = None if cfg.no_kd else snapshot.logprobs(row)
-        if teacher is not None and not row.soft_labels_match_prompt:
+        context = (None if cfg.no_kd or cfg.soft_labels != "context" or row.chosen.context_logprobs is None
+                   else snapshot.logprobs(row, context=True))
+        if context is not None:  # asked for by name: another prompt's labels on purpose
+            teacher = context
+            report.context_labels += 1
+        elif teacher is not None and not row.soft_labels_match_prompt:
             report.other_prompt += 1
             if not cfg.kd_other_prompt:
                 teacher = None
@@ -93,6 +103,9 @@ def build_examples(snapshot: Snapshot, tokenizer, cfg: TrainConfig) -> tuple[lis
             report.chosen_tokens_with_logprobs += len(c_ids)
             report.modes[kd.mode] = report.modes.get(kd.mode, 0) + 1
         examples.append(Example(row.row_id, step_key(row), p_ids, c_ids + [eos], r_ids, kd))
+    if not report.rows:
+        raise TrainError(f"all {report.user_chosen_left_out} complete rows have a chosen the user wrote, which "
+                         "--model-chosen-only leaves out: nothing is left to train on")
     if not examples:
         raise TrainError(
             f"all {report.rows} rows are longer than --max-length {cfg.max_length} "

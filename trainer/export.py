@@ -19,7 +19,7 @@ import torch
 
 from engine.student.precision import FP32
 from trainer.errors import TrainError
-from trainer.evaluate import adapter_dir, load_trained
+from trainer.trained import adapter_dir, load_trained
 from trainer.modelfile import modelfile
 
 

@@ -3,12 +3,10 @@
 The `gguf` package writes the file; what it cannot derive is taken from the source GGUF the
 student was loaded from (its tokenizer: vocabulary, merges, token types, special ids, chat template),
 so export needs a student that came from a GGUF (the default does). Architectures: Llama (SmolLM2,
-Llama 3), Mistral (written as Llama, as llama.cpp's own converter does), Qwen2 and Qwen3. Hugging Face
-stores the query and key projections in the rotate-half layout; llama.cpp's Llama architecture expects
-the interleaved one, so for it those two are permuted back the way llama.cpp's converter does (its
-Qwen architectures use the rotate-half layout as it is). Anything this writer does not reproduce
-(rope scaling, sliding windows) is refused rather than written wrong, and `check_gguf` compares the
-written file's scores with the merged model's.
+Llama 3), Mistral (written as Llama, as llama.cpp's own converter does), Qwen2 and Qwen3; where each
+tensor goes, q/k's rotary layout included, is engine/student/gguf_layout.py. Anything this writer
+does not reproduce (rope scaling, sliding windows) is refused rather than written wrong, and
+`check_gguf` compares the written file's scores with the merged model's.
 """
 
 from __future__ import annotations
@@ -18,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.student.gguf_layout import ARCHITECTURES, permute_rotary, rotary_heads
+from engine.student.loader import HF_CONFIG
 from trainer.errors import TrainError
 
-# Hugging Face model_type -> (llama.cpp architecture, whether q/k go to the interleaved rotary layout)
-ARCHITECTURES = {"llama": ("llama", True), "mistral": ("llama", True), "qwen2": ("qwen2", False),
-                 "qwen3": ("qwen3", False)}
 # An export whose llama.cpp log-probabilities differ more than this from the merged model's is broken
 # (a wrong layout or hyperparameter gives differences of order one). The check keeps llama.cpp's KV
 # cache in F32, so that it measures the file: with its default F16 cache, as the embedded backend runs,
@@ -30,11 +27,6 @@ ARCHITECTURES = {"llama": ("llama", True), "mistral": ("llama", True), "qwen2": 
 GGUF_TOLERANCE = 1e-3
 PROBE_MESSAGES = [{"role": "user", "content": "Add a docstring to this function:\n\ndef add(a, b):\n    return a + b\n"}]
 PROBE_RESPONSE = 'REASONING: a one-line docstring.\n```python\ndef add(a, b):\n    """Return a + b."""\n    return a + b\n```\n'
-
-
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
-    """Hugging Face rotate-half → llama.cpp interleaved rotary layout (rows of q_proj / k_proj)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _copy_tokenizer(reader, writer) -> int:
@@ -68,7 +60,7 @@ def export_gguf(merged_dir: Path, out_file: Path, tokenizer_gguf: Path) -> Path:
     import gguf
     from safetensors.numpy import load_file
 
-    config = json.loads((Path(merged_dir) / "config.json").read_text())
+    config = json.loads((Path(merged_dir) / HF_CONFIG).read_text())
     model_type = config.get("model_type")
     if model_type not in ARCHITECTURES:
         raise TrainError(f"GGUF export writes {', '.join(ARCHITECTURES)} students (this one is {model_type}); "
@@ -112,10 +104,9 @@ def export_gguf(merged_dir: Path, out_file: Path, tokenizer_gguf: Path) -> Path:
         if new_name is None:
             raise TrainError(f"GGUF export does not know where the tensor {name} goes")
         data = data.astype(np.float32)
-        if interleave and name.endswith(("q_proj.weight", "q_proj.bias")):
-            data = _permute(data, n_head)
-        elif interleave and name.endswith(("k_proj.weight", "k_proj.bias")):
-            data = _permute(data, n_kv)
+        heads = rotary_heads(name, n_head, n_kv) if interleave else None
+        if heads is not None:
+            data = permute_rotary(data, heads)
         writer.add_tensor(new_name, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

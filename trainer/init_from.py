@@ -19,8 +19,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.student.loader import HF_CONFIG
+from engine.student.runs import ADAPTER_CONFIG, RunDir
 from trainer.config import TrainConfig
 from trainer.errors import TrainError
+from trainer.trained import adapter_dir, resolve_run
 
 
 @dataclass(frozen=True)
@@ -32,21 +35,20 @@ class InitSource:
 def resolve_init(cfg: TrainConfig, data_dir: Path) -> InitSource | None:
     if not cfg.init_from:
         return None
-    from trainer.evaluate import adapter_dir, resolve_run
-
     path = Path(cfg.init_from).expanduser()
     if not path.is_dir():
         path = resolve_run(cfg.init_from, data_dir)
-    if (path / "config.json").exists() and (path / "snapshot").exists():  # a training run
-        previous = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+    run = RunDir(path)
+    if run.started and run.snapshot.exists():  # a training run
+        previous = TrainConfig.from_dict(run.settings())
         _same_shape(cfg, previous.student, previous.lora_r, previous.lora_targets, path)
         return InitSource(adapter_dir(path), cfg.student)
-    if (path / "adapter_config.json").exists():
-        saved = json.loads((path / "adapter_config.json").read_text())
+    if (path / ADAPTER_CONFIG).exists():
+        saved = json.loads((path / ADAPTER_CONFIG).read_text())
         targets = saved.get("target_modules") or []
         _same_shape(cfg, None, saved.get("r"), ",".join(sorted(targets)) if isinstance(targets, list) else targets, path)
         return InitSource(path, cfg.student)
-    if (path / "config.json").exists():
+    if (path / HF_CONFIG).exists():  # a merged model: a Hugging Face model directory
         return InitSource(None, str(path))
     raise TrainError(f"--init-from {cfg.init_from}: {path} is no training run, adapter or merged model directory")
 

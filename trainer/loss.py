@@ -87,10 +87,14 @@ def _buckets(logps_k: torch.Tensor, valid: torch.Tensor, renormalize: bool) -> t
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Σ_b p_b (log p_b − log q_b), with 0·(anything) = 0 for empty buckets."""
+    """Σ_b p_b (log p_b − log q_b), with 0·(anything) = 0 for empty buckets.
+
+    The difference is masked before the product: in an empty bucket (a padded top-k slot) it is
+    (−inf) − (−inf) = NaN, and a mask applied after the product drops the NaN from the value but not
+    from the gradient (d(p·x)/dp = x), which made reverse-KL and JSD gradients NaN."""
     p = log_p.exp()
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    return terms.sum(-1)
+    diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(p))
+    return (p * diff).sum(-1)
 
 
 def token_kd(
@@ -126,9 +130,9 @@ def token_kd(
         kd = _kl(log_q, log_p)
     else:
         beta = jsd_beta
-        log_m = torch.logsumexp(
-            torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), dim=0
-        )
+        mixed = torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)])
+        empty = torch.isneginf(mixed).all(0)  # a padded bucket on both sides: logsumexp's gradient is NaN there
+        log_m = torch.logsumexp(mixed.masked_fill(empty, 0.0), dim=0).masked_fill(empty, float("-inf"))
         kd = beta * _kl(log_p, log_m) + (1 - beta) * _kl(log_q, log_m)
     return kd * temperature**2
 

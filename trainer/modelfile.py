@@ -106,13 +106,52 @@ def chat_format(tokenizer) -> ChatFormat:
                       {"system": suffix_s, "user": suffix_u, "assistant": suffix_a}, gen)
 
 
+def ollama_keeps(ch: str) -> bool:
+    """Whether Ollama's Modelfile parser keeps a character of a value: it writes a rune only if
+    `strconv.IsPrint(r)` (parser/parser.go `ParseFile`), tab and line breaks aside; NBSP, ZWSP, U+FEFF and
+    control characters vanish, even inside a triple-quoted value. Python's `isprintable` is the same class of runes."""
+    return ch.isprintable() or ch in "\t\n\r"
+
+
+def as_ollama_reads(value: str) -> str:
+    """A Modelfile value as Ollama's parser hands it on."""
+    return "".join(ch for ch in value if ollama_keeps(ch))
+
+
+_GO_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def go_quote(text: str) -> str:
+    """A Go string literal of `text` that survives the Modelfile parser: every character it would drop is an
+    ASCII escape (`\\u00a0`), so the parser sees only printable runes (`strconv.Quote`'s rules)."""
+    out = []
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def go_unquote(literal: str) -> str:
+    """The string a Go string literal written by `go_quote` (or JSON) stands for."""
+    body = literal[1:-1]
+    simple = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r", "/": "/"}
+    return re.sub(r"\\(U[0-9a-fA-F]{8}|u[0-9a-fA-F]{4}|.)",
+                  lambda m: chr(int(m.group(1)[1:], 16)) if m.group(1)[0] in "uU" and len(m.group(1)) > 1
+                  else simple[m.group(1)], body)
+
+
 def _literal(text: str) -> str:
-    """Go template text for a literal: as it is, or as a quoted string where it would read as an action
-    or end the Modelfile's triple-quoted TEMPLATE."""
+    """Go template text for a literal: as it is, or as a quoted string where it would read as an action,
+    end the Modelfile's triple-quoted TEMPLATE or hold a character Ollama's parser drops."""
     if not text:
         return ""
-    if "{{" in text or "}}" in text or '"""' in text or text.endswith('"'):
-        return "{{ " + json.dumps(text, ensure_ascii=False) + " }}"
+    if ("{{" in text or "}}" in text or '"""' in text or text.endswith('"')
+            or not all(ollama_keeps(ch) for ch in text)):
+        return "{{ " + go_quote(text) + " }}"
     return text
 
 
@@ -137,7 +176,7 @@ def modelfile(tokenizer, source: str) -> str:
     template = go_template(fmt)
     for conversation in PROBES:
         want = _render(tokenizer, conversation, True)
-        got = render_go_template(template, conversation)
+        got = render_go_template(as_ollama_reads(template), conversation)  # what Ollama's parser leaves of it
         if got != want:
             raise TrainError("--ollama: the Ollama template derived from the student's chat template renders "
                              f"{json.dumps(got[:80])}… where the student expects {json.dumps(want[:80])}…; "
@@ -147,7 +186,12 @@ def modelfile(tokenizer, source: str) -> str:
         if stop and stop not in stops:
             stops.append(stop)
     lines = ["# ollama create my-student -f Modelfile", f"FROM {source}", f'TEMPLATE """{template}"""']
-    lines += [f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}" for stop in stops]
+    for stop in stops:
+        # Ollama's `unquote` only strips the surrounding quotes (parser.go): no escapes can be written.
+        if '"' in stop or not all(ollama_keeps(ch) and ch not in "\n\r" for ch in stop):
+            raise TrainError(f"--ollama: the stop sequence {json.dumps(stop)} cannot be written in a Modelfile "
+                             "(Ollama's parser reads PARAMETER values without escapes); write it by hand")
+    lines += [f'PARAMETER stop "{stop}"' for stop in stops]
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +221,7 @@ def _tokens(template: str) -> list[tuple[str, str]]:
 
 def _value(expr: str, dot: dict, root: dict):
     if expr.startswith('"'):
-        return json.loads(expr)
+        return go_unquote(expr)
     if expr.startswith("."):
         if expr[1:] not in dot:  # Go looks fields up on dot only (`$.X` reaches the root)
             raise ValueError(f"no field {expr} here")

@@ -36,60 +36,12 @@ from engine.student.runs import RunDir
 from trainer import allocator
 from trainer.checkpoint import load_adapter_weights, restore, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import Batch, Example, build_examples, collate, split
+from trainer.data import Example, build_examples, collate, split
 from trainer.distributed import Dist, init_distributed, weights_digest
 from trainer.errors import TrainError
+from trainer.forward import batch_loss
 from trainer.init_from import resolve_init
-from trainer.loss import KDOptions, LossParts, dorpo_loss, response_token_terms
-from trainer.student import (add_lora, compute_context, decoder_and_head, load_base_model, load_tokenizer,
-                             resolve_device, use_4bit)
-
-
-def response_hidden(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass of the decoder body over the packed batch: the hidden states that predict
-    each chosen and each rejected token."""
-    body, _ = decoder_and_head(model)
-    with compute_context(model):
-        hidden = body(input_ids=batch.input_ids, attention_mask=attention_mask_for(model, batch.attention_mask),
-                      position_ids=batch.position_ids).last_hidden_state
-    return hidden[batch.chosen_seq, batch.chosen_pos], hidden[batch.rejected_seq, batch.rejected_pos]
-
-
-def batch_loss(model, batch: Batch, cfg: TrainConfig) -> LossParts:
-    """One forward pass over the batch, then the DORPO loss on response tokens (fp32, trainer/loss.py)."""
-    _, head = decoder_and_head(model)
-    h_chosen, h_rejected = response_hidden(model, batch)
-    n_c = h_chosen.shape[0]
-    k = batch.kd_ids.shape[1]
-    device = h_chosen.device
-    pad_ids = torch.full((h_rejected.shape[0], k), -1, dtype=torch.long, device=device)
-    pad_lps = torch.full((h_rejected.shape[0], k), float("-inf"), device=device)
-    label_logp, kd = response_token_terms(
-        torch.cat([h_chosen, h_rejected]),
-        head,
-        torch.cat([batch.chosen_labels, batch.rejected_labels]),
-        torch.cat([batch.kd_ids, pad_ids]),
-        torch.cat([batch.kd_logps, pad_lps]),
-        torch.cat([batch.kd_mask, torch.zeros(h_rejected.shape[0], dtype=torch.bool, device=device)]),
-        KDOptions(cfg.kd_divergence, cfg.kd_temperature, cfg.kd_renormalize, cfg.jsd_beta),
-        chunk_size=cfg.loss_chunk,
-    )
-    return dorpo_loss(
-        label_logp[:n_c], batch.chosen_row, kd[:n_c], batch.kd_mask,
-        label_logp[n_c:], batch.rejected_row, batch.n_rows, cfg.lam,
-    )
-
-
-def attention_mask_for(model, mask: torch.Tensor) -> torch.Tensor:
-    """The batch's boolean 4-D mask as the student's attention implementation takes it."""
-    implementation = getattr(model.config, "_attn_implementation", "sdpa")
-    if implementation == "sdpa":
-        return mask
-    if implementation == "eager":  # additive: 0 where allowed, the dtype's minimum elsewhere
-        dtype = model.get_input_embeddings().weight.dtype
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise TrainError(f"the student's attention implementation {implementation!r} takes no custom mask; "
-                     "load it with sdpa or eager attention")
+from trainer.student import add_lora, load_base_model, load_tokenizer, resolve_device, use_4bit
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -212,7 +164,10 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
         device = torch.device("cuda", ddp.local_rank)
     four_bit = use_4bit(cfg, device)
     precision = resolve_precision(cfg.precision, device.type)
+    phase = run.set_phase if ddp.main else (lambda what: None)
+    phase("loading the tokenizer")
     tokenizer = load_tokenizer(cfg.student)
+    phase("tokenizing the rows")
     examples, report = build_examples(snapshot, tokenizer, cfg)
     if report.skipped_too_long:
         log(f"warning: {report.skipped_too_long} rows are longer than --max-length {cfg.max_length} "
@@ -220,6 +175,11 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     train_ex, eval_ex = split(examples, cfg.eval_fraction)
     updates_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps or max(1, math.ceil(updates_per_epoch * cfg.epochs))
+    if report.user_chosen_left_out:
+        log(f"{report.user_chosen_left_out} rows whose chosen the user wrote are left out (--model-chosen-only)")
+    if report.context_labels:
+        log(f"{report.context_labels} rows train on the soft labels of the cycle that produced their chosen "
+            "(--soft-labels context)")
     if report.other_prompt:
         use = "used (--kd-other-prompt)" if cfg.kd_other_prompt else "not used: NLL on those chosen"
         log(f"{report.other_prompt} rows carry soft labels computed under another prompt than theirs; {use}")
@@ -229,6 +189,7 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     if precision.warning:
         log(f"warning: --precision {precision.name}: {precision.warning}")
 
+    phase("loading the student model")
     if base_model is None:
         base_model = load_base_model(cfg.student, device=device, dtype=precision.dtype, four_bit=four_bit)
         allocator.trim()
@@ -269,6 +230,7 @@ def _train(cfg: TrainConfig, data_dir: Path, ddp: Dist, *, log, progress, should
     run_state = {"snapshot_sha256": snapshot.sha256, "total_steps": total_steps}
     last: dict = {}
     metrics_file = metrics_path.open("a", encoding="utf-8") if ddp.main else None
+    phase(f"step {start_step + 1}/{total_steps} running (the first step is the slowest)")
     try:
         for step in range(start_step, total_steps):
             started = time.perf_counter()

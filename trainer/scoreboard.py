@@ -4,7 +4,7 @@ The run's held-out steps (split by step, the same split training used) are repla
 contestants as the worker, each answering the step's first-cycle prompt greedily:
 
 - the student (the run's adapter),
-- the base model it started from (the same weights with the adapter switched off),
+- the base model it started from (the same weights without the adapter),
 - the teacher that wrote the step's accepted output (when it is still configured).
 
 An answer passes when its script and the accepted script both run and print the same output, or,
@@ -182,16 +182,17 @@ def _greedy(teacher: Teacher, messages: list[dict], max_tokens: int = 1024) -> s
 def scoreboard(run_dir: Path, config: Config, *, max_new_tokens: int = 512, max_steps: int = 0,
                progress: Callable[[str], None] | None = None) -> Scoreboard:
     """Replay the run's held-out steps with the student, the base model and the teacher; save the result."""
-    import torch
-
     from engine.store import Snapshot
+    from engine.student.loader import base_source, load_tokenizer, resolve_student
     from engine.teachers.pool import TeacherPool
+    from trainer.config import TrainConfig
     from trainer.data import build_examples, prompt_ids, split
     from trainer.errors import TrainError
-    from trainer.evaluate import load_trained
+    from trainer.trained import generating_student
 
-    model, tokenizer, cfg, device = load_trained(run_dir)
-    snapshot = Snapshot(Path(run_dir) / "snapshot")
+    cfg = TrainConfig.from_dict(RunDir(Path(run_dir)).settings())
+    tokenizer = load_tokenizer(resolve_student(Path(run_dir)))
+    snapshot = Snapshot(RunDir(Path(run_dir)).snapshot)
     examples, _ = build_examples(snapshot, tokenizer, cfg)
     _, held = split(examples, cfg.eval_fraction)
     steps = held_out_steps(snapshot.rows, held)
@@ -199,18 +200,14 @@ def scoreboard(run_dir: Path, config: Config, *, max_new_tokens: int = 512, max_
         raise TrainError("this run has no held-out steps to replay; train with --eval-fraction above 0")
     if max_steps:
         steps = steps[:max_steps]
-
-    @torch.no_grad()
-    def generate(messages: list[dict], *, adapter: bool) -> str:
-        ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                      do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        if adapter:
-            out = model.generate(**kwargs)
-        else:
-            with model.disable_adapter():
-                out = model.generate(**kwargs)
-        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    # the student and its base on the student backend: llama.cpp where they convert (the base GGUF, with and
+    # without the run's adapter), else transformers
+    prompts = [prompt_ids(tokenizer, step.messages) for step in steps]
+    base = base_source(cfg.student)
+    student = generating_student(run_dir, Path(run_dir).name, prompts, max_new_tokens)
+    base_student = generating_student(base.gguf_path or base.base, "base", prompts, max_new_tokens)
+    if progress:
+        progress(f"student on {student.serving.line()}; base on {base_student.serving.line()}")
 
     pool = TeacherPool(config)
 
@@ -235,10 +232,12 @@ def scoreboard(run_dir: Path, config: Config, *, max_new_tokens: int = 512, max_
     base_name = cfg.student or "bundled SmolLM2-135M-Instruct"
     try:
         board = build_scoreboard(Path(run_dir).name, steps, {
-            STUDENT: (Path(run_dir).name, lambda m: generate(m, adapter=True)),
-            BASE: (base_name, lambda m: generate(m, adapter=False)),
+            STUDENT: (Path(run_dir).name, lambda m: _greedy(student, m, max_new_tokens)),
+            BASE: (base_name, lambda m: _greedy(base_student, m, max_new_tokens)),
         }, teacher_for, judge_for, config.runner, progress)
     finally:
         pool.close()
+        student.close()
+        base_student.close()
     board.save(run_dir)
     return board

@@ -9,8 +9,9 @@ aligned by byte offsets: the two byte strings are matched (difflib's matching bl
 is one block), and a student token gets the teacher's soft labels only when one teacher token covers
 exactly the same bytes inside a matching block. Its top-k alternatives are mapped to student ids by
 their bytes; alternatives the student cannot spell as one token fall into the tail bucket. Every other
-student token is trained on its hard label. The aligned share says how much of the chosen text got
-soft labels.
+student token is trained on its hard label, and so is every span the teacher's entries left
+unlabelled (no finite alternative: `engine/teachers/entries.py`). The aligned share says how much of the
+chosen text got soft labels.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.logprobs import TokenLogprobs
+from engine.teachers.entries import LOWEST_REAL_LOGPROB, real_alternative
 from engine.tokens import StudentVocab
 
 
@@ -35,7 +37,7 @@ class AlignedKD:
         return float(self.mask.mean()) if len(self.mask) else 0.0
 
 
-def _spans(pieces: list[bytes]) -> list[tuple[int, int]]:
+def byte_spans(pieces: list[bytes]) -> list[tuple[int, int]]:
     out, pos = [], 0
     for p in pieces:
         out.append((pos, pos + len(p)))
@@ -63,8 +65,9 @@ def _same_tokenizer(teacher: TokenLogprobs, student_ids: list[int], vocab: Stude
 def align(teacher: TokenLogprobs, student_ids: list[int], vocab: StudentVocab) -> AlignedKD:
     n, k = len(student_ids), teacher.k
     if _same_tokenizer(teacher, student_ids, vocab):
-        return AlignedKD(teacher.top_ids.astype(np.int64), teacher.top_logprobs.astype(np.float32),
-                         np.ones(n, dtype=bool), "ids")
+        logps = teacher.top_logprobs.astype(np.float32)
+        logps[logps <= LOWEST_REAL_LOGPROB] = -np.inf  # llama-server's log(0) is -FLT_MAX: no candidate, not a tiny one
+        return AlignedKD(teacher.top_ids.astype(np.int64), logps, np.isfinite(logps).any(axis=1), "ids")
     ids = np.full((n, k), -1, dtype=np.int64)
     logps = np.full((n, k), -np.inf, dtype=np.float32)
     mask = np.zeros(n, dtype=bool)
@@ -72,7 +75,7 @@ def align(teacher: TokenLogprobs, student_ids: list[int], vocab: StudentVocab) -
     s_pieces = [vocab.pieces[i] for i in student_ids]
     s_bytes = b"".join(s_pieces)
     matcher = difflib.SequenceMatcher(None, t_bytes, s_bytes, autojunk=False)
-    t_spans = _spans(teacher.token_bytes)
+    t_spans = byte_spans(teacher.token_bytes)
     # teacher token by (start, end) in student coordinates, only when inside one matching block
     mapped: dict[tuple[int, int], int] = {}
     blocks = matcher.get_matching_blocks()
@@ -86,14 +89,14 @@ def align(teacher: TokenLogprobs, student_ids: list[int], vocab: StudentVocab) -
         if block.size and block.a <= ts and te <= block.a + block.size and te > ts:
             delta = block.b - block.a
             mapped[(ts + delta, te + delta)] = ti
-    for si, span in enumerate(_spans(s_pieces)):
+    for si, span in enumerate(byte_spans(s_pieces)):
         ti = mapped.get(span)
         if ti is None:
             continue
         col = 0
         for j in range(k):
             lp = float(teacher.top_logprobs[ti, j])
-            if not np.isfinite(lp):
+            if not real_alternative(lp, teacher.top_bytes[ti][j]):
                 continue
             sid = vocab.by_bytes.get(teacher.top_bytes[ti][j])
             if sid is None or sid in ids[si, :col]:
