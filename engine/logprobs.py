@@ -72,6 +72,22 @@ class TokenLogprobs:
     def text(self) -> str:
         return b"".join(self.token_bytes).decode("utf-8", errors="replace")
 
+    @property
+    def labelled(self) -> np.ndarray:
+        """bool [n]: the token carries soft labels (a finite alternative). The spans a server's entries
+        could not be trusted for are kept with no alternatives (`engine/teachers/entries.py`)."""
+        if not self.k:
+            return np.zeros(len(self), dtype=bool)
+        return np.isfinite(self.top_logprobs).any(axis=1)
+
+    def labelled_bytes(self) -> int:
+        """How many bytes of the text carry soft labels."""
+        return sum(len(b) for b, ok in zip(self.token_bytes, self.labelled.tolist()) if ok)
+
+    def spells(self, text: str) -> bool:
+        """The tokens' bytes are exactly `text`: the soft labels belong to this text and no other."""
+        return b"".join(self.token_bytes) == text.encode("utf-8")
+
     @classmethod
     def from_tokens(cls, tokens: list[TokenLogprob]) -> TokenLogprobs:
         n = len(tokens)
@@ -146,7 +162,7 @@ class TokenLogprobs:
             "token_ids": self.token_ids.tolist(),
             "tokens": [b.decode("utf-8", errors="replace") for b in self.token_bytes],
             "token_bytes_hex": [b.hex() for b in self.token_bytes],
-            "logprobs": [float(x) for x in self.logprobs],
+            "logprobs": [float(x) if np.isfinite(x) else None for x in self.logprobs],  # nan: an unlabelled span
             "top_ids": self.top_ids.tolist(),
             "top_logprobs": [[float(x) if np.isfinite(x) else None for x in row] for row in self.top_logprobs],
         }

@@ -4,6 +4,18 @@
 `logprobs`/`top_logprobs`, `/api/show`, `/api/tags`, `/api/version`; docs/api.md and api/types.go
 in ollama/ollama); no Ollama server can be installed here.
 `llama_cpp_server` starts the real `python -m llama_cpp.server` on the bundled model.
+
+With `script` set (a `Script`: a model's tokens, stop strings, a thinking model's reasoning), both
+stand-ins send what the real servers send for those tokens, by `flavor` (each behaviour cites the
+upstream function it follows; shared/notes/teacher-wire-audit.md names the lines):
+
+- FakeOpenAI "llama-server": one entry per *sent text* (`llama_server_partials`), reasoning as
+  `delta.reasoning_content`, alternatives with their own bytes and `logarithm(0)` = -FLT_MAX.
+- FakeOllama "0.12" (v0.12.11-0.24): one entry per token with the right `bytes` and JSON `token` text
+  (U+FFFD for a piece of a character), `message.thinking`, and the two passes of `format` with thinking;
+  a response that crosses the closing tag gives one chunk with both `thinking` and `content`.
+- FakeOllama "0.30" (llama-server inside): llama-server's per-sent-text entries, the held-back ones
+  dropped, bytes rebuilt from UTF-8-truncated text (byte-fallback alternatives become "").
 """
 
 from __future__ import annotations
@@ -30,6 +42,195 @@ def free_port() -> int:
 
 def _entry(token: str, logprob: float) -> dict:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+# -- a model's tokens, and what each server makes of them ---------------------------------------
+FLT_LOWEST = -3.4028234663852886e38  # llama.cpp server-task.cpp `completion_token_output::logarithm(0)`
+
+
+@dataclass(frozen=True)
+class ServerToken:
+    """One sampled token: its own bytes (possibly part of a character) and its top alternatives."""
+
+    id: int
+    piece: bytes
+    logprob: float
+    alts: tuple[tuple[int, bytes, float], ...]  # (id, bytes, logprob), best first
+
+
+@dataclass
+class Script:
+    tokens: list[ServerToken]
+    stops: tuple[str, ...] = ()
+    thinking: list[ServerToken] | None = None  # a thinking model's reasoning, before the answer
+    two_pass: bool = False  # Ollama with `format` on a thinking model: think free, then answer constrained
+    crossing: bool = False  # the reasoning's last text and the answer's first come in one server response
+
+
+def server_tokens(text: str, cuts: list[int] | None = None, *, sampled_in_top: bool = True, start_id: int = 1000,
+                  base: float = -0.2) -> list[ServerToken]:
+    """`text` as tokens cut after the given byte offsets (default: every 3 bytes, which splits multi-byte
+    characters). Each has the sampled token among its alternatives (unless `sampled_in_top` is false), a
+    byte-fallback alternative (a lone UTF-8 lead byte) and an alternative whose probability underflowed."""
+    data = text.encode("utf-8")
+    cuts = sorted({c for c in (cuts if cuts is not None else range(3, len(data), 3)) if 0 < c < len(data)})
+    bounds = [0, *cuts, len(data)]
+    out = []
+    for i in range(len(bounds) - 1):
+        piece, lp = data[bounds[i]:bounds[i + 1]], base - 0.01 * (i % 7)
+        own = ((start_id + i, piece, lp),) if sampled_in_top else ()
+        out.append(ServerToken(start_id + i, piece, lp,
+                               own + ((7, b"\xe2", lp - 1.5), (8, b" alt", lp - 2.0), (9, b"zz", FLT_LOWEST))))
+    return out
+
+
+def _incomplete_utf8(data: bytes) -> bool:
+    """llama.cpp `validate_utf8(text) < text.size()`: the text ends inside a character."""
+    try:
+        data.decode("utf-8")
+        return False
+    except UnicodeDecodeError as err:
+        return err.start >= len(data) - 3 and err.reason == "unexpected end of data"
+
+
+def _holds_stop_prefix(tail: bytes, stops: tuple[bytes, ...]) -> bool:
+    return any(tail.endswith(stop[:n]) for stop in stops for n in range(min(len(stop), len(tail)), 0, -1))
+
+
+def llama_server_partials(tokens: list[ServerToken], stops: tuple[str, ...]) -> list[tuple[bytes, ServerToken]]:
+    """The partial results llama-server sends for these tokens: (text_to_send, token), following
+    `server_context::process_token` (tools/server/server-context.cpp): a token that leaves the text inside
+    a character sends nothing (it is inside `if (!incomplete)`); a full stop string cuts the text and ends
+    the generation; a possible stop prefix is held back (`text_to_send = ""`); otherwise everything not yet
+    sent goes out with this token's probabilities."""
+    stop_bytes = tuple(s.encode("utf-8") for s in stops)
+    generated, n_sent, out = b"", 0, []
+    for tok in tokens:
+        generated += tok.piece
+        if _incomplete_utf8(generated):
+            continue
+        tail = generated[n_sent:]
+        found = [tail.find(s) for s in stop_bytes if s in tail]
+        if found:
+            generated = generated[: n_sent + min(found)]
+            out.append((generated[n_sent:], tok))
+            return out
+        if _holds_stop_prefix(tail, stop_bytes):
+            out.append((b"", tok))
+            continue
+        out.append((tail, tok))
+        n_sent = len(generated)
+    return out
+
+
+def expected_text(script: Script) -> str:
+    """The answer both servers end up sending for `script`."""
+    return b"".join(text for text, _ in llama_server_partials(script.tokens, script.stops)).decode("utf-8")
+
+
+def _utf8_prefix(data: bytes) -> str:
+    """llama-server's `token` field: the bytes cut to valid UTF-8 (server-task.cpp `validate_utf8`)."""
+    for end in range(len(data), -1, -1):
+        try:
+            return data[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return ""
+
+
+def _llama_server_entry(text: bytes, tok: ServerToken, top: int) -> dict:
+    """`probs_vector_to_json` (server-task.cpp): the entry's token/bytes are the sent text, the
+    alternatives' are their own pieces."""
+    return {"id": tok.id, "token": _utf8_prefix(text), "bytes": list(text), "logprob": tok.logprob,
+            "top_logprobs": [{"id": i, "token": _utf8_prefix(b), "bytes": list(b), "logprob": lp}
+                             for i, b, lp in tok.alts[:top]]}
+
+
+def _ollama_entry(tok: ServerToken, top: int, *, text: bytes | None = None) -> dict:
+    """Ollama's `Logprob` (api/types.go). v0.12.11-0.24: `bytes` from the raw piece, `token` its JSON text
+    (invalid UTF-8 becomes U+FFFD in Go's encoding/json; server/logprob.go). v0.30 passes `text`, llama-server's
+    sent text: `token` is its UTF-8-truncated form and `bytes` are rebuilt from that (server/logprob.go)."""
+    if text is None:
+        entry = {"token": tok.piece.decode("utf-8", errors="replace"), "bytes": list(tok.piece), "logprob": tok.logprob}
+        alts = [{"token": b.decode("utf-8", errors="replace"), "bytes": list(b), "logprob": lp} for _, b, lp in tok.alts]
+    else:
+        token = _utf8_prefix(text)
+        entry = {"token": token, "bytes": list(token.encode()), "logprob": tok.logprob}
+        alts = [{"token": _utf8_prefix(b), "bytes": list(_utf8_prefix(b).encode()), "logprob": lp} for _, b, lp in tok.alts]
+    return {**entry, "top_logprobs": alts[:top]} if top else entry
+
+
+CLOSE_TAG = ServerToken(2, b"</think>", -0.01, ((2, b"</think>", -0.01),))
+
+
+def _ollama_releases(tokens: list[ServerToken], stops: tuple[str, ...], flavor: str, top: int) -> list[tuple[str, list[dict]]]:
+    """(text, logprobs) of each runner response Ollama turns into a chunk, for these tokens."""
+    partials = llama_server_partials(tokens, stops)
+    if flavor == "0.30":
+        # llm/llama_server.go: `if lsResp.Content != "" && !lsResp.Stop`; the rest is dropped with its logprobs
+        return [(text.decode("utf-8"), [_ollama_entry(tok, top, text=text)]) for text, tok in partials if text]
+    # v0.12.11-0.24: the runner releases text when it is whole, with one entry per token since the last release.
+    out: list[tuple[str, list[dict]]] = []
+    by_id = {tok.id: i for i, tok in enumerate(tokens)}
+    done = 0
+    for text, tok in partials:
+        upto = by_id[tok.id] + 1
+        if text:
+            out.append((text.decode("utf-8"), [_ollama_entry(t, top) for t in tokens[done:upto]]))
+            done = upto
+    return out
+
+
+def ollama_chunks(script: Script, flavor: str, top: int, *, with_format: bool) -> list[tuple[str, str, list[dict]]]:
+    """(content, thinking, logprobs) of each `/api/chat` chunk Ollama streams for `script`."""
+    answer = _ollama_releases(script.tokens, script.stops, flavor, top)
+    if not script.thinking:
+        return [(text, "", entries) for text, entries in answer]
+    # routes.go chat handler: the reasoning goes to `message.thinking`; every chunk with logprobs is sent,
+    # also the one whose tag the thinking parser removed (content and thinking both empty).
+    thought = _ollama_releases(script.thinking, (), flavor, top)
+    close = [_ollama_entry(CLOSE_TAG, top)]
+    two_pass = script.two_pass and with_format and script.tokens
+    if script.crossing and not two_pass and thought and answer:
+        # thinking/parser.go `AddContent`: a runner response whose text crosses the closing tag gives both
+        # halves, so one chunk carries the reasoning's last text, the answer's first, and the logprobs of both
+        # and of the tag between them.
+        (last, last_entries), (first, first_entries) = thought[-1], answer[0]
+        return ([("", text, entries) for text, entries in thought[:-1]]
+                + [(first, last, last_entries + close + first_entries)]
+                + [(text, "", entries) for text, entries in answer[1:]])
+    out = [("", text, entries) for text, entries in thought] + [("", "", close)]
+    if two_pass:
+        # routes.go: pass 1 ran without `format`; its first answer token ends it, and its logprobs
+        # were already streamed, before pass 2 starts over under the schema.
+        out.append(("", "", [_ollama_entry(script.tokens[0], top)]))
+    return out + [(text, "", entries) for text, entries in answer]
+
+
+def openai_chunks(script: Script, top: int) -> list[dict]:
+    """The `choices[0]` of each chunk llama-server streams for `script` (`to_json_oaicompat_chat`,
+    server-task.cpp): logprobs ride on the result's last delta, and a result with no delta sends none.
+    The reasoning is `delta.reasoning_content`; the closing tag is the parser's and sends no delta."""
+    thought = [(text, tok) for text, tok in llama_server_partials(script.thinking or [], ()) if text]
+    answer = [(text, tok) for text, tok in llama_server_partials(script.tokens, script.stops) if text]
+    out = []
+    crossing = script.crossing and thought and answer
+    for i, (text, tok) in enumerate(thought):
+        if crossing and i == len(thought) - 1:
+            # One result whose sent text crosses the tag (its last token was held back): a reasoning delta and
+            # a content delta, the entry (bytes: the whole sent text) on the last one.
+            first_text, first_tok = answer[0]
+            out.append({"delta": {"reasoning_content": text.decode("utf-8")}})
+            out.append({"delta": {"content": first_text.decode("utf-8")},
+                        "logprobs": {"content": [_llama_server_entry(text + CLOSE_TAG.piece + first_text, first_tok, top)]}})
+            answer = answer[1:]
+            break
+        out.append({"delta": {"reasoning_content": text.decode("utf-8")},
+                    "logprobs": {"content": [_llama_server_entry(text, tok, top)]}})
+    for text, tok in answer:
+        out.append({"delta": {"content": text.decode("utf-8")},
+                    "logprobs": {"content": [_llama_server_entry(text, tok, top)]}})
+    return out
 
 
 class _JsonHandler(BaseHTTPRequestHandler):
@@ -107,6 +308,8 @@ class FakeOllama(_LoopbackServer):
         self.requests: list[dict] = []
         self.mode = "ok"  # ok | error_mid_stream | cut | slow
         self.fail_first = 0  # answer 503 (loading) to this many chat requests first
+        self.script: Script | None = None  # when set: stream these tokens as `flavor` does
+        self.flavor = "0.12"  # "0.12" (v0.12.11-0.24) | "0.30" (llama-server inside)
         outer = self
 
         class Handler(_JsonHandler):
@@ -148,6 +351,21 @@ class FakeOllama(_LoopbackServer):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
                 self.end_headers()
+                if outer.script is not None:
+                    for content, thinking, logprobs in ollama_chunks(outer.script, outer.flavor, top,
+                                                                     with_format="format" in body):
+                        message = {"role": "assistant", "content": content}
+                        if thinking:
+                            message["thinking"] = thinking
+                        chunk = {"model": outer.model, "created_at": "2026-01-01T00:00:00Z", "message": message,
+                                 "done": False}
+                        if body.get("logprobs"):
+                            chunk["logprobs"] = logprobs
+                        self.wfile.write(json.dumps(chunk).encode() + b"\n")
+                    done = {"model": outer.model, "created_at": "2026-01-01T00:00:00Z",
+                            "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}
+                    self.wfile.write(json.dumps(done).encode() + b"\n")
+                    return
                 for i, piece in enumerate(outer.reply):
                     if outer.mode == "error_mid_stream" and i == 1:
                         self.wfile.write(json.dumps({"error": "an error was encountered while running the model"}).encode() + b"\n")
@@ -182,6 +400,7 @@ class FakeOpenAI(_LoopbackServer):
         self.mode = "ok"
         self.fail_first = 0
         self.requests: list[dict] = []
+        self.script: Script | None = None  # when set: stream these tokens as llama-server does
         outer = self
 
         class Handler(_JsonHandler):
@@ -204,6 +423,18 @@ class FakeOpenAI(_LoopbackServer):
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                if outer.script is not None:
+                    top = body.get("top_logprobs", 0) if body.get("logprobs") else 0
+                    for choice in openai_chunks(outer.script, top):
+                        if not body.get("logprobs"):
+                            choice = {"delta": choice["delta"]}
+                        chunk = {"choices": [{"index": 0, **choice, "finish_reason": None}]}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 for i, piece in enumerate(outer.reply):
                     if outer.mode == "error_mid_stream" and i == 1:
                         self.wfile.write(b'data: {"error": {"message": "the model crashed"}}\n\n')
@@ -230,29 +461,23 @@ class FakeOpenAI(_LoopbackServer):
 
 
 @contextmanager
-def llama_cpp_server(model_path: str, alias: str = "smol", *, logits_all: bool = True):
-    port = free_port()
-    # llama.cpp logs a lot at load: a pipe nobody reads would fill up and block the server.
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
-         "--port", str(port), "--model_alias", alias, "--logits_all", "true" if logits_all else "false", "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
+def _server_process(argv: list[str], url: str, ready_path: str, name: str):
+    """A server process, its URL yielded once `ready_path` answers 200; stopped afterwards. Waited for until it
+    answers or exits, with no clock of its own: a loaded machine stretches a cold start past any fixed bound,
+    and a server that hangs is pytest-timeout's to report."""
+    log = tempfile.TemporaryFile()  # llama.cpp logs a lot at load: a pipe nobody reads would fill up and block it
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        while True:
             if proc.poll() is not None:
                 log.seek(0)
-                raise RuntimeError(f"llama_cpp.server exited: {log.read().decode(errors='replace')[-2000:]}")
+                raise RuntimeError(f"{name} exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{ready_path}", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("llama_cpp.server did not start in 60 s")
+                pass
+            time.sleep(0.3)
         yield url
     finally:
         proc.terminate()
@@ -261,3 +486,30 @@ def llama_cpp_server(model_path: str, alias: str = "smol", *, logits_all: bool =
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextmanager
+def llama_cpp_server(model_path: str, alias: str = "smol", *, logits_all: bool = True):
+    port = free_port()
+    with _server_process(
+        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
+         "--port", str(port), "--model_alias", alias, "--logits_all", "true" if logits_all else "false", "--n_ctx", "2048"],
+        f"http://127.0.0.1:{port}", "/v1/models", "llama_cpp.server",
+    ) as url:
+        yield url
+
+
+LLAMA_SERVER_BIN = "build/llama-server/bin/llama-server"  # where `make test-llama-server` builds it
+
+
+@contextmanager
+def llama_server(binary: str, model_path: str, alias: str = "smol", *, extra: tuple[str, ...] = ()):
+    """The real C++ `llama-server` (built from the llama.cpp that llama-cpp-python's sdist vendors) on
+    loopback, serving `model_path` as `alias`."""
+    port = free_port()
+    with _server_process(
+        [binary, "--model", model_path, "--host", "127.0.0.1", "--port", str(port), "--alias", alias,
+         "--ctx-size", "2048", "--parallel", "1", "--threads", "2", "--no-webui", "--no-warmup", *extra],
+        f"http://127.0.0.1:{port}", "/health", "llama-server",
+    ) as url:
+        yield url

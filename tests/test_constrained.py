@@ -31,7 +31,7 @@ def held():
 
 def calls():
     return {
-        "worker": DEFAULT_BOOK.worker(REQUEST, SCRIPT),
+        "worker": DEFAULT_BOOK.worker(REQUEST, REQUEST, None, SCRIPT),
         "planner": DEFAULT_BOOK.planner(REQUEST, SCRIPT, 3),
         "lead": DEFAULT_BOOK.lead(REQUEST, "Add an optional greeting word", SCRIPT),
         "analyzer": DEFAULT_BOOK.analyzer("no, that only removed a blank line", "Add an optional greeting word"),
@@ -50,7 +50,7 @@ def test_every_agent_answers_in_its_shape(held):
                "judge": parse_judge_output, "planner": lambda text: parse_steps(text, 3) or pytest.fail(text)}
     for agent, call in calls().items():
         gen = generate(held, call, SamplingParams(temperature=0.3, max_tokens=600, seed=1))
-        assert gen.constraint == f"{agent}@1" and gen.prompt_version == call.version
+        assert gen.constraint == f"{agent}@2" and gen.prompt_version == call.version
         assert gen.finish_reason == "stop", gen.text  # the grammar ended it, not max_tokens
         parsers[agent](gen.text)
         if agent == "lead":
@@ -58,7 +58,7 @@ def test_every_agent_answers_in_its_shape(held):
 
 
 def test_worker_answers_parse_on_every_seed(held):
-    call = DEFAULT_BOOK.worker(REQUEST, SCRIPT)
+    call = DEFAULT_BOOK.worker(REQUEST, REQUEST, None, SCRIPT)
     for seed in range(3):
         gen = generate(held, call, SamplingParams(temperature=0.8, max_tokens=600, seed=seed))
         assert parse_worker_output(gen.text).script.strip(), gen.text
@@ -67,7 +67,7 @@ def test_worker_answers_parse_on_every_seed(held):
 def test_constrained_logprobs_are_the_models_own_distribution(held):
     """The recorded numbers are the log-softmax of the logits *before* the grammar mask: the KD term's
     assumption (shared/README §8), and what a teacher-forced pass over the same tokens gives."""
-    call = DEFAULT_BOOK.worker(REQUEST, SCRIPT)
+    call = DEFAULT_BOOK.worker(REQUEST, REQUEST, None, SCRIPT)
     messages = call.messages("grammar")
     gen = held.generate(messages, SamplingParams(temperature=0.0, max_tokens=120, top_logprobs=5),
                         constraint=call.constraint())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
+import threading
 import time
 
 import pytest
@@ -33,6 +35,7 @@ LLAMA = OllamaModel("llama3.2:3b", family="llama", parameter_size="3.2B", quanti
                     size=2019393189, digest="a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72")
 EMBED = OllamaModel("nomic-embed-text", family="nomic-bert", capabilities=("embedding",))
 CLOUD = OllamaModel("qwen3-coder:480b-cloud", remote_host="https://ollama.com:443")
+IMAGE = OllamaModel("x/flux2-klein", family="flux", capabilities=("image",))
 
 
 def two_models(**kw) -> FakeOllama:
@@ -91,6 +94,16 @@ def test_the_stand_in_ollama_models_with_their_details_and_blobs(quiet_machine, 
     assert [s.problem for s in found.servers if s.kind == "openai"] == ["not running"]
 
 
+def test_image_generation_models_are_not_counted_as_embedding_models(quiet_machine, monkeypatch):
+    """An image-generation model (capability "image", types/model/capability.go) was reported as an
+    embedding model (fails on 0cf108c)."""
+    with FakeOllama(more=[CODER, EMBED, IMAGE]) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        olla = ollama_server(discover())
+    assert "not listed: 1 embedding model, 1 image model" in olla.note
+    assert [m.model for m in olla.models] == ["qwen2.5-coder:7b", "qwen2.5-coder:7b-instruct"]
+
+
 def test_the_modelfile_path_finds_a_blob_the_environment_does_not_name(quiet_machine, monkeypatch, tmp_path):
     """The system service may keep models where this user's OLLAMA_MODELS does not point."""
     elsewhere = add_model(tmp_path / "service-models", ("registry.ollama.ai", "library", "llama3.2", "3b"),
@@ -128,27 +141,59 @@ def test_hosts_are_probed_only_when_named(quiet_machine):
     assert named[0].problem == "neither Ollama nor an OpenAI-compatible server answers (not running)"
 
 
-def test_a_silent_server_costs_one_timeout_and_probes_run_together(quiet_machine, monkeypatch):
-    """Three servers that accept connections and never answer: each probe gives up after its
-    read timeout, and they run at once (one after another would take three timeouts)."""
+def silent_listeners(n: int, events: list[tuple[str, int]], stop: threading.Event) -> tuple[list[socket.socket], threading.Thread]:
+    """`n` loopback servers that accept connections, read what comes and never answer; `events` gets
+    ("open", i) when listener i accepts a connection and ("closed", i) when its client hangs up, in the
+    order they happen."""
     listeners = []
-    for _ in range(3):
+    for _ in range(n):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         s.listen(8)
         listeners.append(s)
+
+    def watch() -> None:
+        conns: dict[socket.socket, int] = {}
+        while not stop.is_set():
+            ready, _, _ = select.select(listeners + list(conns), [], [], 0.05)
+            for sock in ready:
+                if sock in listeners:
+                    conn, _ = sock.accept()
+                    conns[conn] = listeners.index(sock)
+                    events.append(("open", conns[conn]))
+                elif not sock.recv(65536):
+                    events.append(("closed", conns.pop(sock)))
+                    sock.close()
+        for conn in conns:
+            conn.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return listeners, watcher
+
+
+def test_a_silent_server_costs_one_timeout_and_probes_run_together(quiet_machine, monkeypatch):
+    """Three servers that accept connections and never answer: each probe asks once and gives up after
+    its read timeout, and they run at once. Checked by the order of what the servers saw, not by a
+    clock that a loaded machine stretches: every probe had connected before the first one hung up."""
+    events: list[tuple[str, int]] = []
+    stop = threading.Event()
+    listeners, watcher = silent_listeners(3, events, stop)
     urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in listeners]
     monkeypatch.setenv("OLLAMA_HOST", urls[0])
     monkeypatch.setattr(discovery, "OPENAI_PORTS", tuple(s.getsockname()[1] for s in listeners[1:]))
     try:
-        started = time.perf_counter()
         found = discover(timeouts=Timeouts(connect=0.5, read=1.5))
-        elapsed = time.perf_counter() - started
+        while len(events) < 6 and watcher.is_alive():  # the last hang-ups reach the watcher (pytest-timeout bounds it)
+            time.sleep(0.01)
     finally:
+        stop.set()
+        watcher.join()
         for s in listeners:
             s.close()
     assert [s.problem for s in found.servers] == ["did not answer in time"] * 3
-    assert elapsed < 4.0, elapsed
+    assert sorted(events) == [("closed", i) for i in range(3)] + [("open", i) for i in range(3)]  # one ask each
+    assert [kind for kind, _ in events] == ["open"] * 3 + ["closed"] * 3  # all three at once
 
 
 def test_inspect_source_checks_the_model_on_its_server(quiet_machine, monkeypatch):
@@ -183,18 +228,18 @@ def test_configured_as_matches_backend_model_and_server(config):
 
 
 @pytest.mark.slow
-def test_a_real_llama_cpp_server_with_and_without_log_probabilities(quiet_machine):
+def test_a_real_llama_cpp_server_with_and_without_log_probabilities(quiet_machine, smol_server):
     model = str(default_gguf_path())
     # a loaded CI machine answers the first completion slowly: generous timeouts, the behaviour is the point
     patient = Timeouts(read=30.0, logprobs_probe=120.0)
-    with llama_cpp_server(model, alias="smol") as url:
-        found = discover([url], timeouts=patient)
-        server = next(s for s in found.servers if s.url == url)
-        assert server.kind == "openai" and server.running and server.label == "llama_cpp.server"
-        assert [(m.model, m.logprobs, m.source) for m in server.models] == [("smol", "yes", f"openai:{url}#smol")]
-        assert inspect_source(f"openai:{url}/v1#smol").host == url
-        with pytest.raises(ModelNotFound, match="has no model 'nope'"):
-            inspect_source(f"openai:{url}#nope")
+    url = smol_server  # the shared server (tests/conftest.py): alias "smol", log-probabilities on
+    found = discover([url], timeouts=patient)
+    server = next(s for s in found.servers if s.url == url)
+    assert server.kind == "openai" and server.running and server.label == "llama_cpp.server"
+    assert [(m.model, m.logprobs, m.source) for m in server.models] == [("smol", "yes", f"openai:{url}#smol")]
+    assert inspect_source(f"openai:{url}/v1#smol").host == url
+    with pytest.raises(ModelNotFound, match="has no model 'nope'"):
+        inspect_source(f"openai:{url}#nope")
     with llama_cpp_server(model, alias="plain", logits_all=False) as url:
         (plain,) = discover([url], timeouts=patient).models
         assert plain.logprobs == "no" and "--logits_all true" in plain.logprobs_note

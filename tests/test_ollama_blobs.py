@@ -109,6 +109,16 @@ def test_models_dirs_follow_ollama_models_then_home_then_the_service(tmp_path, m
     assert find_ollama_blob("tiny", [tmp_path / "home" / ".ollama" / "models"]) is None
 
 
+@pytest.mark.parametrize("quoted", ['"{}"', "'{}'", "  {}  ", '"{}" '])
+def test_ollama_models_is_read_as_ollama_reads_it(tmp_path, monkeypatch, quoted):
+    """Ollama strips surrounding spaces and quotes and does not expand `~` (envconfig/config.go `Var`);
+    the quoted value was taken literally (fails on 0cf108c)."""
+    monkeypatch.setenv("OLLAMA_MODELS", quoted.format(tmp_path / "elsewhere"))
+    assert ollama_models_dirs()[0] == tmp_path / "elsewhere"
+    monkeypatch.setenv("OLLAMA_MODELS", "~/models")
+    assert ollama_models_dirs()[0] == Path("~/models")
+
+
 def test_blob_readable_wants_an_openable_gguf(tmp_path, gguf_file):
     assert blob_readable(gguf_file)
     text = tmp_path / "weights.safetensors"

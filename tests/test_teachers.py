@@ -11,10 +11,10 @@ from engine.agents import worker
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
 from engine.teachers.base import SamplingParams
-from engine.teachers.embedded import EmbeddedTeacher, default_gguf_path
+from engine.teachers.embedded import EmbeddedTeacher
 from engine.teachers.ollama_backend import OllamaTeacher
 from engine.teachers.openai_compat import OpenAICompatTeacher
-from servers import FakeOllama, free_port, llama_cpp_server
+from servers import FakeOllama, free_port
 
 MESSAGES = worker.worker_messages("Print a goodbye message after the greeting.", 'print("hello")\n')
 
@@ -72,20 +72,24 @@ def test_embedded_missing_model_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_openai_backend_against_a_real_llama_cpp_server():
-    with llama_cpp_server(str(default_gguf_path())) as url:
-        teacher = OpenAICompatTeacher(TeacherConfig(name="srv", backend="openai", host=url, model="smol"))
-        teacher.health()
-        streamed = []
-        gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=20, top_logprobs=3), on_token=streamed.append)
-        assert gen.text and "".join(streamed) == gen.text
-        assert len(gen.tokens) > 0 and all(len(t.top) == 3 for t in gen.tokens)
-        assert all(t.logprob <= 0 for t in gen.tokens)
-        missing = OpenAICompatTeacher(TeacherConfig(name="srv", backend="openai", host=url, model="nope"))
-        with pytest.raises(ModelNotFound, match="has no model 'nope'"):
-            missing.health()
-        with pytest.raises(ScoringUnsupported):
-            teacher.score(MESSAGES, "x", top_logprobs=1)
+def test_openai_backend_against_a_real_llama_cpp_server(smol_server):
+    url = smol_server
+    teacher = OpenAICompatTeacher(TeacherConfig(name="srv", backend="openai", host=url, model="smol"))
+    teacher.health()
+    streamed = []
+    gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=20, top_logprobs=3), on_token=streamed.append)
+    assert gen.text and "".join(streamed) == gen.text
+    assert b"".join(t.token_bytes for t in gen.tokens) == gen.text.encode()
+    # llama-cpp-python keys alternatives by decoded text: pieces of a character come out "" (not a
+    # candidate: dropped) and equal texts collapse, so a token may keep fewer than 3
+    assert len(gen.tokens) > 0 and all(1 <= len(t.top) <= 3 for t in gen.tokens)
+    assert all(a.token_bytes for t in gen.tokens for a in t.top)
+    assert all(t.logprob <= 0 for t in gen.tokens)
+    missing = OpenAICompatTeacher(TeacherConfig(name="srv", backend="openai", host=url, model="nope"))
+    with pytest.raises(ModelNotFound, match="has no model 'nope'"):
+        missing.health()
+    with pytest.raises(ScoringUnsupported):
+        teacher.score(MESSAGES, "x", top_logprobs=1)
 
 
 def test_openai_backend_unreachable_server():

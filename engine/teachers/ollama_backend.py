@@ -1,18 +1,25 @@
-"""Ollama through the official `ollama` client (server >= 0.12.11 for log-probabilities).
+"""Ollama (server >= 0.12.11 for log-probabilities): `/api/chat` NDJSON over httpx, the rest through
+the official `ollama` client.
 
-Requests carry `logprobs=True, top_logprobs=N` (N in 0..20), an explicit `num_ctx` (Ollama's own
-default context is small) and explicit timeouts (the client has none by default). Ollama returns
-token strings without ids, and the client drops the `bytes` field, so tokens are recorded by their
-UTF-8 text with id -1; the trainer aligns them to the student by byte offsets.
+Requests carry `logprobs: true, top_logprobs: N` (N in 0..20), an explicit `num_ctx` (Ollama's own
+default context is small), explicit timeouts and `think` (the teacher's `think` setting; Ollama turns
+thinking on by default for every model with the `thinking` capability, server/routes.go chat handler).
+Chat is parsed here, not by the client, because the client's `TokenLogprob` has no `bytes` field
+(ollama-python `_types.py`) and Ollama's `token` is JSON text, where a piece of a character becomes
+U+FFFD. Ollama sends no ids: tokens are recorded by their bytes with id -1, and the trainer aligns them
+to the student by byte offsets. Each chunk's entries are spelled against its own `message.thinking` +
+`message.content` and split where the answer begins (`entries.Transcript`): the reasoning's tokens label
+only `Generation.thinking` (both passes of a thinking model with `format` included), and parser-stripped
+tags and Ollama >= 0.30's merged or dropped entries (it forwards llama-server's per-sent-text entries,
+llm/llama_server.go) never label bytes that are not theirs.
 
 Constrained answers: Ollama enforces a JSON schema given as `format` (structured outputs), so its
-teachers answer in each agent's JSON form (`constrain = "auto"` or "json"). Its runner computes the
-log-probabilities from the model's logits before its sampler, which is where the schema's grammar
-is applied (ollama/ollama `runner/common/logprob.go`, `CalculateLogprobs(logits, ...)`): the model's
-distribution before the mask, as the KD term assumes. Read from Ollama's source, not tested here
-(no Ollama server can run on the development machine). One revision of that file also divides the
-logits by the sampling temperature first; a teacher meant for distillation on such a version
-should sample at temperature 1 or 0.
+teachers answer in each agent's JSON form (`constrain = "auto"` or "json"). The log-probabilities are
+the model's distribution before the sampler, where the schema's grammar is applied: before v0.30 the
+runner computed them from the raw logits (`runner/common/logprob.go` `CalculateLogprobs`); from v0.30
+Ollama asks its bundled llama-server with `n_probs`, whose `post_sampling_probs` defaults to false
+(a softmax of `llama_get_logits_ith`, `server-common.cpp`). Read from the sources, not run here (no Ollama
+server can run on the development machine).
 
 Ollama itself cannot score a given text. But when the server runs on this machine, the GGUF it runs
 is on this disk (`ollama_blobs.py` reads Ollama's manifests): then `score` opens that very file with
@@ -22,6 +29,7 @@ the embedded llama.cpp backend, which gives exact teacher-forced log-probabiliti
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -32,14 +40,46 @@ from engine.config import TeacherConfig
 from engine.errors import GenerationCancelled, ModelNotFound, ScoringUnsupported, TeacherError, TeacherUnavailable
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Constraint, Generation, Message, ModelIdentity, SamplingParams, TokenCallback
-from engine.teachers.retry import Retryable, broken_stream, with_retries
+from engine.teachers.entries import Transcript
+from engine.teachers.retry import Retryable, broken_stream, check_stream_status, with_retries
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
 
-def _token(entry) -> TokenLogprob:
-    top = [TopLogprob(-1, alt.token.encode("utf-8"), float(alt.logprob)) for alt in (entry.top_logprobs or [])]
-    return TokenLogprob(-1, entry.token.encode("utf-8"), float(entry.logprob), top)
+def _bytes(entry: dict) -> bytes:
+    """An entry's raw bytes: `bytes` where Ollama sends it (>= 0.12.11; `token` is JSON text, so a piece of a
+    character arrives there as U+FFFD, api/types.go `TokenLogprob`), else the text."""
+    raw = entry.get("bytes")
+    return bytes(raw) if raw is not None else str(entry.get("token", "")).encode("utf-8")
+
+
+def _token(entry: dict) -> TokenLogprob:
+    top = [TopLogprob(-1, _bytes(alt), float(alt["logprob"])) for alt in (entry.get("top_logprobs") or [])
+           if alt.get("logprob") is not None]
+    return TokenLogprob(-1, _bytes(entry), float(entry["logprob"]), top)
+
+
+class _StatusError(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status_code = status
+        self.error = error
+
+
+def _status_error(resp: httpx.Response) -> Exception:
+    """Ollama's `{"error": ...}` answer as the error `_fail` and the retries understand."""
+    try:
+        error = str(resp.json().get("error", resp.text))
+    except ValueError:
+        error = resp.text[:300]
+    return _StatusError(resp.status_code, error)
+
+
+def base_url(host: str) -> str:
+    """The server's address exactly as the `ollama` client reads `host` (its own parser, as discovery uses)."""
+    from ollama._client import _parse_host
+
+    return _parse_host(host).rstrip("/")
 
 
 def is_loopback(host: str) -> bool:
@@ -56,6 +96,10 @@ class OllamaTeacher:
             host=self.host,
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, read=config.chunk_timeout_s),
         )
+        # Chat goes over httpx: the `ollama` client's `TokenLogprob` has no `bytes` and drops them.
+        self.base = base_url(self.host)
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, read=config.chunk_timeout_s))
         self.identity = ModelIdentity(config.name, "ollama", config.model)
         self._blob_scorer = None
         self._blob_looked = False
@@ -87,7 +131,7 @@ class OllamaTeacher:
             return TeacherUnavailable(f"{where} timed out ({type(err).__name__})")
         if isinstance(err, httpx.TransportError):
             return TeacherUnavailable(f"{where}: the connection broke ({type(err).__name__}: {err})")
-        if isinstance(err, ollama.ResponseError):
+        if isinstance(err, (ollama.ResponseError, _StatusError)):
             if err.status_code == 404:
                 return ModelNotFound(f"{where} has no model '{self.config.model}'; run `ollama pull {self.config.model}`")
             if err.status_code == 503:
@@ -133,53 +177,59 @@ class OllamaTeacher:
             "seed": sampling.seed,
         }
 
+        payload = {
+            "model": self.config.model,
+            "messages": messages,
+            "stream": True,
+            "options": options,
+            "logprobs": sampling.top_logprobs > 0,
+            **({"top_logprobs": sampling.top_logprobs} if sampling.top_logprobs > 0 else {}),
+            **({"format": constraint.json_schema} if constraint is not None else {}),
+            **({} if self.config.think == "server" else {"think": self.config.think == "on"}),
+        }
+
         def attempt() -> Generation:
-            parts: list[str] = []
-            tokens: list[TokenLogprob] = []
+            said = Transcript()
             finish = None
             try:
-                stream = self.client.chat(
-                    model=self.config.model,
-                    messages=messages,
-                    stream=True,
-                    options=options,
-                    logprobs=sampling.top_logprobs > 0,
-                    top_logprobs=sampling.top_logprobs or None,
-                    format=constraint.json_schema if constraint is not None else None,
-                )
-                for chunk in stream:
-                    if cancel is not None and cancel.is_set():
-                        raise GenerationCancelled("generation cancelled")
-                    if time.perf_counter() - started > self.config.timeout_s:
-                        raise TeacherUnavailable(
-                            f"{where} did not finish within {self.config.timeout_s:.0f} s; the partial answer was discarded")
-                    piece = chunk.message.content or ""
-                    if piece:
-                        parts.append(piece)
-                        if on_token:
+                with self.http.stream("POST", f"{self.base}/api/chat", json=payload) as resp:
+                    check_stream_status(resp, f"{where} is busy or loading (HTTP 503)", _status_error)
+                    for line in resp.iter_lines():
+                        if not line.strip():
+                            continue
+                        if cancel is not None and cancel.is_set():
+                            raise GenerationCancelled("generation cancelled")
+                        if time.perf_counter() - started > self.config.timeout_s:
+                            raise TeacherUnavailable(
+                                f"{where} did not finish within {self.config.timeout_s:.0f} s; the partial answer was discarded")
+                        chunk = json.loads(line)
+                        if "error" in chunk:  # an error after the stream started (routes.go writes it as a line)
+                            if said.parts:
+                                raise TeacherError(f"{where} reported an error mid-answer: {chunk['error']}; "
+                                                   "the partial answer was discarded")
+                            raise TeacherError(f"{where}: {chunk['error']}")
+                        message = chunk.get("message") or {}
+                        piece = message.get("content") or ""
+                        said.add(piece, message.get("thinking") or "", [_token(e) for e in chunk.get("logprobs") or []])
+                        if piece and on_token:
                             on_token(piece)
-                    tokens.extend(_token(entry) for entry in (chunk.logprobs or []))
-                    if chunk.done:
-                        finish = "length" if chunk.done_reason == "length" else "stop"
-            except (GenerationCancelled, TeacherError):
+                        if chunk.get("done"):
+                            finish = "length" if chunk.get("done_reason") == "length" else "stop"
+            except (GenerationCancelled, TeacherError, Retryable):
                 raise
-            except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as err:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                 raise Retryable(f"{where} is not reachable; start it with `ollama serve` ({type(err).__name__})") from None
-            except ollama.ResponseError as err:
-                if err.status_code == 503:
-                    raise Retryable(f"{where} is busy or loading (HTTP 503)") from None
-                if parts and err.status_code == -1:
-                    raise TeacherError(f"{where} reported an error mid-answer: {err.error}; "
-                                       "the partial answer was discarded") from None
-                raise self._fail(err) from None
             except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError) as err:
-                raise broken_stream(where, len(parts), err, self.config.chunk_timeout_s) from None
+                raise broken_stream(where, len(said.parts), err, self.config.chunk_timeout_s) from None
+            except json.JSONDecodeError as err:
+                raise TeacherError(f"{where} sent a malformed stream line ({err}); the partial answer was discarded") from None
             except Exception as err:
                 raise self._fail(err) from None
             if finish is None:  # the stream ended without its final `done` chunk
-                raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
-            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started,
-                              constraint=constraint.name if constraint else None)
+                raise broken_stream(where, len(said.parts), None, self.config.chunk_timeout_s)
+            return Generation(said.text, said.tokens, self.identity, sampling, finish, time.perf_counter() - started,
+                              constraint=constraint.name if constraint else None, thinking=said.thinking,
+                              thinking_tokens=said.thinking_tokens)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 
@@ -195,5 +245,6 @@ class OllamaTeacher:
 
     def close(self) -> None:
         self.client.close()
+        self.http.close()
         if self._blob_scorer is not None:
             self._blob_scorer.close()

@@ -100,8 +100,9 @@ def ollama_models_dirs() -> list[Path]:
     system service (Linux install script) keeps its own under the `ollama` user's home.
     """
     dirs: list[Path] = []
-    if env := os.environ.get("OLLAMA_MODELS"):
-        dirs.append(Path(env).expanduser())
+    # Read as Ollama reads it (envconfig/config.go `Var`): surrounding spaces and quotes stripped, no `~`.
+    if env := os.environ.get("OLLAMA_MODELS", "").strip().strip("\"'"):
+        dirs.append(Path(env))
     else:
         dirs.append(Path.home() / ".ollama" / "models")
     dirs.append(SYSTEM_MODELS_DIR)

@@ -5,9 +5,20 @@ Chat completions are streamed over `httpx` with `logprobs: true, top_logprobs: N
 A chat endpoint cannot score a given text, so `score` raises `ScoringUnsupported`.
 
 Constrained answers (`constrain`): "grammar" sends the agent's GBNF as `grammar`, which llama.cpp's
-`llama-server` and `python -m llama_cpp.server` both apply; "json" sends OpenAI's
-`response_format: {"type": "json_schema", ...}` (llama-server, vLLM). The server enforces it; a
-server that ignores the field answers unconstrained, and the strict parsers still judge the answer.
+`llama-server` and `python -m llama_cpp.server` both apply; "json" sends
+`response_format: {"type": "json_object", "schema": ...}`, the one form both llama.cpp servers read as a
+schema (llama-cpp-python 0.3.36 types `response_format.type` as "text" | "json_object" and answers
+`json_schema` with a validation error (HTTP 500), `llama_types.py` `ChatCompletionRequestResponseFormat`; llama-server reads
+`schema` of a `json_object`, `server-common.cpp` `oaicompat_chat_params_parse`). A server that only
+knows plain JSON mode (vLLM) answers some JSON object, and the strict parsers still judge the answer.
+
+Entries: each chunk's entries are spelled against its own reasoning + `delta.content` and split where the
+answer begins (`entries.Transcript`), so llama-server's per-sent-text entries, llama-cpp-python's empty
+pieces of multi-byte characters and reasoning tokens never label bytes that are not theirs: the answer's
+soft labels spell `Generation.text`, the reasoning's `Generation.thinking`. Thinking (`think`): "off" and "on" send
+`chat_template_kwargs: {"enable_thinking": ...}` (read by llama-server and vLLM; Qwen3-style
+templates); the reasoning arrives as `delta.reasoning_content` (llama-server `server-task.cpp`
+`to_json_oaicompat_chat`; vLLM older releases) or `delta.reasoning` and is kept as `Generation.thinking`.
 Both llama.cpp servers report log-probabilities of the logits before their samplers (the grammar
 among them): the model's own distribution, as the embedded backend records it.
 """
@@ -30,7 +41,8 @@ from engine.errors import (
 )
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob
 from engine.teachers.base import Constraint, Generation, Message, ModelIdentity, SamplingParams, TokenCallback
-from engine.teachers.retry import Retryable, broken_stream, with_retries
+from engine.teachers.entries import Transcript
+from engine.teachers.retry import Retryable, broken_stream, check_stream_status, with_retries
 
 
 def token_bytes(entry: dict) -> bytes:
@@ -49,13 +61,22 @@ def parse_token_entry(entry: dict) -> TokenLogprob:
     return TokenLogprob(int(entry.get("id", -1)), token_bytes(entry), float(entry["logprob"]), top)
 
 
+def http_status_error(resp: httpx.Response) -> httpx.HTTPStatusError:
+    return httpx.HTTPStatusError(f"HTTP {resp.status_code}", request=resp.request, response=resp)
+
+
 def constraint_fields(constraint: Constraint, form: str) -> dict:
     """The request fields that hold an answer to its shape on an OpenAI-compatible server."""
     if form == "grammar":
         return {"grammar": constraint.gbnf}
-    name = constraint.name.replace("@", "_v")  # OpenAI's schema names allow [a-zA-Z0-9_-]
-    return {"response_format": {"type": "json_schema",
-                                "json_schema": {"name": name, "schema": constraint.json_schema, "strict": True}}}
+    return {"response_format": {"type": "json_object", "schema": constraint.json_schema}}
+
+
+def think_fields(think: str) -> dict:
+    """The request fields of a `think` setting ("server": none, the server's own default)."""
+    if think == "server":
+        return {}
+    return {"chat_template_kwargs": {"enable_thinking": think == "on"}}
 
 
 class OpenAICompatTeacher:
@@ -134,21 +155,17 @@ class OpenAICompatTeacher:
             constraint = None
         if constraint is not None:
             payload.update(constraint_fields(constraint, self.answer_form))
+        payload.update(think_fields(self.config.think))
         started = time.perf_counter()
         where = f"teacher '{self.config.name}' at {self.base}"
 
         def attempt() -> Generation:
-            parts: list[str] = []
-            tokens: list[TokenLogprob] = []
+            said = Transcript()
+            parts = said.parts
             finish = None
             try:
                 with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=payload) as resp:
-                    if resp.status_code == 503:
-                        resp.read()
-                        raise Retryable(f"{where} is still loading (HTTP 503)")
-                    if resp.status_code >= 400:
-                        resp.read()
-                        resp.raise_for_status()
+                    check_stream_status(resp, f"{where} is still loading (HTTP 503)", http_status_error)
                     for line in resp.iter_lines():
                         if cancel is not None and cancel.is_set():
                             raise GenerationCancelled("generation cancelled")
@@ -166,13 +183,13 @@ class OpenAICompatTeacher:
                             raise TeacherError(f"{where} reported an error mid-answer: {chunk['error']}; "
                                                "the partial answer was discarded")
                         choice = (chunk.get("choices") or [{}])[0]
-                        piece = (choice.get("delta") or {}).get("content") or ""
-                        if piece:
-                            parts.append(piece)
-                            if on_token:
-                                on_token(piece)
-                        for entry in ((choice.get("logprobs") or {}).get("content") or []):
-                            tokens.append(parse_token_entry(entry))
+                        delta = choice.get("delta") or {}
+                        piece = delta.get("content") or ""
+                        thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                        entries = [parse_token_entry(e) for e in ((choice.get("logprobs") or {}).get("content") or [])]
+                        said.add(piece, thinking, entries)
+                        if piece and on_token:
+                            on_token(piece)
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
             except (httpx.ConnectError, httpx.ConnectTimeout) as err:
@@ -185,8 +202,9 @@ class OpenAICompatTeacher:
                 raise TeacherError(f"{where} sent a malformed stream chunk ({err}); the partial answer was discarded") from None
             if finish is None:  # no finish_reason and no [DONE]: the stream was cut
                 raise broken_stream(where, len(parts), None, self.config.chunk_timeout_s)
-            return Generation("".join(parts), tokens, self.identity, sampling, finish, time.perf_counter() - started,
-                              constraint=constraint.name if constraint else None)
+            return Generation(said.text, said.tokens, self.identity, sampling, finish, time.perf_counter() - started,
+                              constraint=constraint.name if constraint else None, thinking=said.thinking,
+                              thinking_tokens=said.thinking_tokens)
 
         return with_retries(attempt, self.config.retries, cancel=cancel)
 

@@ -62,3 +62,14 @@ def broken_stream(where: str, pieces: int, err: Exception | None, chunk_timeout_
         why = type(err).__name__
     return TeacherUnavailable(f"{where}: the connection broke after {pieces} pieces ({why}); "
                               "the partial answer was discarded")
+
+
+def check_stream_status(resp: httpx.Response, busy: str, error: Callable[[httpx.Response], Exception]) -> None:
+    """Before a streamed answer's body: HTTP 503 (loading, queue full) asks for another attempt with the
+    reason `busy`; any other error status is raised as `error(resp)` says, with the body read."""
+    if resp.status_code < 400:
+        return
+    resp.read()
+    if resp.status_code == 503:
+        raise Retryable(busy)
+    raise error(resp)
