@@ -19,6 +19,7 @@ from helpers import ScriptedTeacher, worker_answer, rows_json
 from tui.cli import main
 
 GOOD = 'print("hello")\nprint("bye")\n'
+GOOD2 = 'print("hello")\nprint("bye")\nprint("bye again")\n'
 STUDENT_OK = 'print("hello")\nprint("bye!")\n'
 MESSAGES = [{"role": "user", "content": "Write print(1)"}]
 
@@ -31,43 +32,71 @@ def write_config(shake_env, extra: str) -> None:
         + extra)
 
 
-def test_a_trained_student_is_a_teacher_with_logprobs(tiny_student):
-    # fp32: decoding with the KV cache and scoring in one pass then agree to rounding
-    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=tiny_student, precision="fp32"))
+@pytest.mark.slow
+def test_a_student_is_a_teacher_with_logprobs():
+    """The default student (the bundled GGUF as a `student` teacher) on transformers in fp32. A trained model
+    writes text that its own tokenizer gives back token for token (a random one does not: twelve newline
+    tokens re-tokenize to three), so scoring the text teacher-forces the very tokens it generated; in fp32,
+    decoding with the KV cache and scoring in one pass then agree to rounding."""
+    from engine.teachers.embedded import default_gguf_path
+
+    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=str(default_gguf_path()),
+                                           precision="fp32", serve="transformers"))
     teacher.health()
     gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=12, top_logprobs=4))
     assert teacher.identity.backend == "student" and teacher.identity.quantization == "merged"
     assert len(gen.tokens) == 12 and all(len(t.top) == 4 and t.token_id >= 0 for t in gen.tokens)
     assert b"".join(t.token_bytes for t in gen.tokens).decode("utf-8", errors="replace") == gen.text
     scored = teacher.score(MESSAGES, gen.text, top_logprobs=4)
-    if scored.token_ids.tolist() == [t.token_id for t in gen.tokens]:  # same tokenization: same numbers
-        np.testing.assert_allclose(scored.logprobs, [t.logprob for t in gen.tokens], atol=1e-4)
+    assert scored.token_ids.tolist() == [t.token_id for t in gen.tokens]  # the same tokens ...
+    np.testing.assert_allclose(scored.logprobs, [t.logprob for t in gen.tokens], atol=1e-4)  # ... the same numbers
 
 
-def test_a_training_run_is_a_teacher(dataset, tiny_student, tmp_path):
-    from trainer.config import TrainConfig
-    from trainer.recipe import train
+@pytest.mark.slow
+def test_a_student_on_llama_cpp_is_the_embedded_teacher_on_its_gguf():
+    """Served on llama.cpp (`serve = "auto"`), the default student with no adapter is the bundled GGUF: its
+    generation and its scoring are the embedded teacher's, number for number, under the student's identity.
+    (On a quantized GGUF llama.cpp's one-token decode and its batched scoring are different kernels and
+    differ by up to ~0.15 nats per token, so generation is compared with generation, scoring with scoring.)"""
+    from engine.teachers.embedded import EmbeddedTeacher, default_gguf_path
 
-    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
-                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
-    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=str(run.run_dir)))
+    student = StudentTeacher(TeacherConfig(name="stud", backend="student", model=str(default_gguf_path())))
+    student.health()
+    assert student.serving.engine == "llama.cpp" and student.identity.backend == "student"
+    embedded = EmbeddedTeacher(TeacherConfig(name="e", model=str(default_gguf_path()), constrain="off"))
+    sampling = SamplingParams(temperature=0.0, max_tokens=12, top_logprobs=4)
+    gen, want = student.generate(MESSAGES, sampling), embedded.generate(MESSAGES, sampling)
+    assert gen.identity.backend == "student" and len(gen.tokens) == 12
+    assert [t.token_id for t in gen.tokens] == [t.token_id for t in want.tokens] and gen.text == want.text
+    np.testing.assert_allclose([t.logprob for t in gen.tokens], [t.logprob for t in want.tokens], atol=1e-6)
+    assert [[c.token_id for c in t.top] for t in gen.tokens] == [[c.token_id for c in t.top] for t in want.tokens]
+    scored, want_scored = student.score(MESSAGES, gen.text, top_logprobs=4), embedded.score(MESSAGES, gen.text, top_logprobs=4)
+    assert scored.token_ids.tolist() == want_scored.token_ids.tolist() == [t.token_id for t in gen.tokens]
+    np.testing.assert_allclose(scored.logprobs, want_scored.logprobs, atol=1e-6)
+
+
+def test_a_training_run_is_a_teacher(one_step_run):
+    teacher = StudentTeacher(TeacherConfig(name="stud", backend="student", model=str(one_step_run)))
     gen = teacher.generate(MESSAGES, SamplingParams(temperature=0.0, max_tokens=4, top_logprobs=2))
     assert teacher.identity.quantization == "lora" and teacher.identity.model == "run@final" and gen.tokens
 
 
-def session_with(shake_env, script_file, extra, teachers):
+def session_with(shake_env, script_file, extra, teachers, request="say bye"):
     write_config(shake_env, extra)
     config = load_config()
     pool = TeacherPool(config, extra=teachers)
     store = DatasetStore(config.data_dir)
-    session = Session.start(store, pool, config, script_file, "say bye")
+    session = Session.start(store, pool, config, script_file, request)
     session.plan()
     return session, store
 
 
 def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_file):
-    # judge calls in order: planner, lead 1, lead 2, worker 2, lead 3, worker 3 (cycle 1's student is malformed)
-    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 3, "judge": ["B", "B", "B", "A", "B", "B"]})
+    # judge calls in order: lead 1, lead 2, worker 2, lead 3, worker 3 (cycle 1's student is malformed; a
+    # one-change request has no planner call)
+    # each proposal differs from the script it is reviewed against: one that does not is a no-op (issue #26)
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD), worker_answer(GOOD2), worker_answer(GOOD2)],
+                              "judge": ["B", "B", "A", "B", "B"]})
     s1 = ScriptedTeacher("s1", {"worker": ["no code at all", worker_answer(STUDENT_OK), worker_answer(STUDENT_OK)]},
                          backend="student")
     session, store = session_with(shake_env, script_file,
@@ -86,12 +115,12 @@ def test_side_chain_stores_worse_student_answers_as_negatives(shake_env, script_
     students = [r for r in rows if r["rejected"]["kind"] == "student"]
     assert "malformed" in students[0]["rejected"]["error"] and "judged its own answer better" in students[1]["rejected"]["error"]
     assert all(r["rejected"]["student_version"] == "scripted-s1" for r in students)
-    assert all(r["chosen"]["script"] == GOOD for r in rows)  # the accepted teacher output is their chosen
+    assert all(r["chosen"]["script"] == GOOD2 for r in rows)  # the accepted teacher output is their chosen
 
 
 @pytest.mark.parametrize("share, expected", [(1.0, {"scripted-s1"}), (0.0, {"scripted-s2"})])
 def test_mixed_policy_share_between_first_and_latest_student(shake_env, script_file, share, expected):
-    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD)] * 4})
+    a = ScriptedTeacher("a", {"worker": [worker_answer(GOOD + f"print({i})\n") for i in range(4)]})  # each a change
     s1 = ScriptedTeacher("s1", {"worker": ["junk"] * 4}, backend="student")
     s2 = ScriptedTeacher("s2", {"worker": ["junk"] * 4}, backend="student")
     session, store = session_with(
@@ -185,14 +214,10 @@ def test_export_as_hugging_face_dataset(shake_env, script_file, capsys):
     assert ds[0]["chosen"][0]["content"] == worker_answer(GOOD)
 
 
-def test_ollama_export_writes_a_modelfile(dataset, tiny_student, tmp_path):
-    from trainer.config import TrainConfig
+def test_ollama_export_writes_a_modelfile(one_step_run, tmp_path):
     from trainer.export import export_student
-    from trainer.recipe import train
 
-    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
-                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
-    exported = export_student(run.run_dir, tmp_path / "out", ollama=True)
+    exported = export_student(one_step_run, tmp_path / "out", ollama=True)
     text = exported.modelfile.read_text()
     assert "FROM ./merged" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
     assert (exported.merged / "config.json").exists()
@@ -213,16 +238,12 @@ def test_gguf_export_runs_on_llama_cpp_with_the_same_numbers(tiny_student, tmp_p
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
 
 
-def test_gguf_export_refuses_a_student_without_a_source_gguf(dataset, tiny_student, tmp_path):
-    from trainer.config import TrainConfig
+def test_gguf_export_refuses_a_student_without_a_source_gguf(one_step_run, tmp_path):
     from trainer.errors import TrainError
     from trainer.export import export_student
-    from trainer.recipe import train
 
-    run = train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, eval_fraction=0.0, lora_r=4,
-                            run_dir=str(tmp_path / "run"), max_length=1024), dataset, progress=False, log=lambda m: None)
     with pytest.raises(TrainError, match="convert_hf_to_gguf"):
-        export_student(run.run_dir, tmp_path / "out", gguf=True)
+        export_student(one_step_run, tmp_path / "out", gguf=True)
     assert not (tmp_path / "out").exists()  # refused before writing anything
 
 
@@ -232,7 +253,7 @@ def test_side_chain_covers_the_planner_lead_and_analyzer(shake_env, script_file)
     s1 = ScriptedTeacher("s1", {"planner": ["bye"], "lead": ["do it"], "analyzer": ["REDO"],
                                 "worker": [worker_answer(STUDENT_OK)]}, backend="student")
     session, store = session_with(shake_env, script_file, '[student]\nmode = "side-chain"\nteachers = ["s1"]\n',
-                                  {"a": a, "s1": s1})
+                                  {"a": a, "s1": s1}, request="First say bye. Then stop.")  # planned: a planner row
     with store:
         session.propose()
         label = session.classify("looks right")

@@ -25,6 +25,8 @@ from engine.errors import StudentError
 from engine.student.precision import Precision
 from engine.student.runs import ADAPTER_CONFIG, ADAPTER_WEIGHTS, RunDir
 
+HF_CONFIG = "config.json"  # what makes a directory a Hugging Face model directory
+
 
 @dataclass(frozen=True)
 class StudentSource:
@@ -35,11 +37,6 @@ class StudentSource:
     adapter: Path | None = None  # a PEFT LoRA adapter on top of the base
     version: str = ""  # a label: RUN@final, RUN@step-000050, a directory name
     run: RunDir | None = None  # the training run it came from, if any
-
-    @property
-    def kwargs(self) -> dict:
-        """Extra `from_pretrained` arguments."""
-        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
     @property
     def kind(self) -> str:
@@ -74,7 +71,7 @@ def base_source(student: str) -> StudentSource:
         return StudentSource(str(path.parent), path.name, version=path.name)
     if not path.is_dir():
         raise StudentError(f"no student model at {path}: give a Hugging Face model directory or a .gguf file")
-    if not (path / "config.json").exists():
+    if not (path / HF_CONFIG).exists():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:  # a GGUF base as PEFT records it: the directory the file was loaded from
             return StudentSource(str(path), ggufs[0].name, version=ggufs[0].name)
@@ -98,7 +95,7 @@ def resolve_student(path: Path) -> StudentSource:
         spec = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path") or ""
         base = base_source(spec)
         return StudentSource(base.base, base.gguf_file, path, path.name)
-    if (path / "config.json").exists() or path.suffix == ".gguf":
+    if (path / HF_CONFIG).exists() or path.suffix == ".gguf":
         return base_source(str(path))
     raise StudentError(f"no student at {path}: give a training run, an adapter or a merged model directory")
 
@@ -114,11 +111,21 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def pretrained_dir(source: StudentSource) -> str:
+    """The Hugging Face directory to load `source`'s base from: a GGUF base's conversion, made once
+    per GGUF digest (engine/student/converted.py), else the model directory itself."""
+    if source.gguf_path is None:
+        return source.base
+    from engine.student.converted import converted
+
+    return str(converted(source.gguf_path))
+
+
 def load_tokenizer(source: StudentSource | str):
     from transformers import AutoTokenizer
 
     source = base_source(source) if isinstance(source, str) else source
-    tokenizer = AutoTokenizer.from_pretrained(source.base, **source.kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir(source))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
@@ -147,7 +154,9 @@ def load_base_model(source: StudentSource | str, *, device, dtype=None, four_bit
         )
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    model = AutoModelForCausalLM.from_pretrained(source.base, **kwargs, **source.kwargs)
+    model = AutoModelForCausalLM.from_pretrained(pretrained_dir(source), **kwargs)
+    # the base as a run records it (PEFT's base_model_name_or_path): the GGUF's directory, not the cache
+    model.name_or_path = model.config._name_or_path = source.base
     if not four_bit:
         model.to(device)
     return model

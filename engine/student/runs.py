@@ -5,6 +5,7 @@
         run.json                      the snapshot's hash and row count, the precision it trains in
         snapshot/                     the frozen dataset the run trains on
         metrics.jsonl                 one JSON object per optimizer step
+        phase                         what the trainer does before its first step (one line, in words)
         checkpoints/step-NNNNNN/      adapter/, trainer.pt, state.json and, written last, COMPLETE
         checkpoints/.step-NNNNNN.tmp/ a save in progress (renamed to step-NNNNNN/ once COMPLETE)
         adapter/                      the final LoRA adapter
@@ -39,6 +40,32 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
+class CheckpointDir:
+    """The files of one checkpoint directory, complete or being written (`RunDir.partial_checkpoint`)."""
+
+    path: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def trainer_state(self) -> Path:
+        """Optimizer, scheduler, grad scaler and RNG states (torch.save)."""
+        return self.path / "trainer.pt"
+
+    @property
+    def state(self) -> Path:
+        """The step, the snapshot's hash and the run's total steps (JSON)."""
+        return self.path / "state.json"
+
+    @property
+    def complete(self) -> Path:
+        """Written last: without it the checkpoint does not count."""
+        return self.path / COMPLETE
+
+
+@dataclass(frozen=True)
 class CheckpointInfo:
     """A complete checkpoint: its directory and the step it was saved after."""
 
@@ -49,12 +76,11 @@ class CheckpointInfo:
 
     @property
     def adapter(self) -> Path:
-        return self.path / "adapter"
+        return CheckpointDir(self.path).adapter
 
     @property
     def trainer_state(self) -> Path:
-        """Optimizer, scheduler, grad scaler and RNG states (torch.save)."""
-        return self.path / "trainer.pt"
+        return CheckpointDir(self.path).trainer_state
 
 
 @dataclass(frozen=True)
@@ -82,6 +108,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def phase(self) -> Path:
+        return self.path / "phase"
 
     @property
     def checkpoints(self) -> Path:
@@ -152,11 +182,11 @@ class RunDir:
                 continue
             if not path.name.startswith("step-"):
                 continue
-            if not (path / COMPLETE).exists():
+            if not CheckpointDir(path).complete.exists():
                 if warn:
                     warnings.warn(f"skipping the partial checkpoint {path} (no {COMPLETE} marker)", stacklevel=2)
                 continue
-            state = json.loads((path / "state.json").read_text())
+            state = json.loads(CheckpointDir(path).state.read_text())
             found.append(CheckpointInfo(path, int(state["step"]), str(state.get("snapshot_sha256", "")),
                                         int(state.get("total_steps", 0))))
         return sorted(found, key=lambda c: c.step)
@@ -173,6 +203,22 @@ class RunDir:
         if latest is None:
             return None
         return latest.adapter, latest.path.name
+
+    def set_phase(self, what: str) -> None:
+        """Say what the run does now (loading the model, tokenizing...): minutes can pass before the
+        first metrics line, and a bar at 0 % says nothing about them."""
+        from engine.store.atomic import atomic_write_text
+
+        try:
+            atomic_write_text(self.phase, what + "\n")
+        except OSError:
+            pass  # the phase is for the eye; the run must not fail over it
+
+    def read_phase(self) -> str:
+        try:
+            return self.phase.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def read_metrics(self) -> list[dict]:
         """The metrics lines written so far; a line being written right now ends the list."""
