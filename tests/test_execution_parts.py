@@ -18,6 +18,9 @@ from engine.execution import cgroups, scratch, seccomp
 from engine.execution.sanitize import is_safe, sanitize
 
 ALLOWED_CONTROLS = {"\n", "\t"}
+# Bidirectional overrides, isolates and marks, and the invisible or line-breaking characters: each
+# changes what a reader sees without being seen (the marks and U+200B / U+2028 passed, issue 23).
+HIDDEN = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\u2060\ufeff\u2028\u2029"
 
 
 def controls(text: str) -> set[str]:
@@ -26,17 +29,16 @@ def controls(text: str) -> set[str]:
 
 # -- sanitize ------------------------------------------------------------------------------------
 @settings(max_examples=500)
-@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\r\n\t\x9b\x7f\x00\u202e")))
+@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\x1b\x07\r\n\t\x9b\x7f\x00" + HIDDEN)))
 def test_sanitized_text_never_holds_a_control_character_but_newline_and_tab(text):
     out = sanitize(text)
     assert controls(out) == set() and is_safe(out)
-    assert "\u202e" not in out
+    assert not set(HIDDEN) & set(out)
     assert sanitize(out) == out  # idempotent: sanitizing at capture and again at display is harmless
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cc",), blacklist_characters="\u202a\u202b\u202c\u202d"
-                                                                                       "\u202e\u2066\u2067\u2068\u2069")
-               | st.sampled_from("\n\t")))
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc",), blacklist_characters=HIDDEN)
+               | st.sampled_from("\n\t\u200c\u200d")))
 def test_text_without_control_characters_is_left_alone(text):
     assert sanitize(text) == text
 
@@ -46,6 +48,13 @@ def test_escape_sequences_become_visible_and_harmless():
     assert sanitize("\x1b[?1049l\x1b]0;title\x1b\\") == "␛[?1049l␛]0;title␛\\"
     assert sanitize("a\r\nb\rc\x7f\x9b1m") == "a\nb␍c␡<U+009B>1m"
     assert sanitize("x = '\u202e'  # reversed") == "x = '<U+202E>'  # reversed"
+
+
+def test_bidi_marks_and_invisible_characters_become_visible():
+    """U+200E, U+200F, U+061C, U+200B and U+2028 passed the sanitizer (issue 23, item 17)."""
+    assert sanitize("a\u200eb\u200fc\u061cd") == "a<U+200E>b<U+200F>c<U+061C>d"
+    assert sanitize("is\u200b_admin\u2028x\u2029\ufeff\u2060") == "is<U+200B>_admin<U+2028>x<U+2029><U+FEFF><U+2060>"
+    assert sanitize("👩\u200d💻 \u200c") == "👩\u200d💻 \u200c"  # joiners stay: emoji and scripts need them
 
 
 # -- seccomp -----------------------------------------------------------------------------------

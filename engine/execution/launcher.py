@@ -14,7 +14,9 @@ Standard library only: it runs before anything else is imported, inside the sand
 4. It installs the seccomp filter (built by seccomp.py) on itself: everything after inherits it.
 5. The child applies the rlimits, drops root to the run's own uid (every capability goes, and
    RLIMIT_NPROC starts to count), and execs `python -I -u` (unbuffered: what a script printed before
-   the timeout is not lost in a buffer).
+   the timeout is not lost in a buffer). In project mode the engine gives the whole command (`argv`):
+   `python -E -s -B -u ...` without `-I`, so that the script's directory is on sys.path and its
+   sibling modules import.
 The parent waits, then kills whatever the script left behind. SIGTERM (the engine's timeout) kills the
 whole tree.
 
@@ -151,7 +153,8 @@ def main():
         return probe(cfg)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     uid = cfg.get("uid")
-    script = cfg["script"]
+    script = cfg.get("script")  # None in project mode: the script is in the read-only project copy
+    argv = cfg.get("argv") or [cfg["python"], "-I", "-u", script]
     try:
         if cfg.get("disk"):
             cap_disk(cfg["disk"], uid, script)
@@ -185,7 +188,7 @@ def main():
             os.setgid(uid)
             os.setuid(uid)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.execv(cfg["python"], [cfg["python"], "-I", "-u", script])
+        os.execv(argv[0], argv)
     while True:
         pid, status = os.waitpid(child, 0)
         if pid == child:

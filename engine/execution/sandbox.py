@@ -5,7 +5,9 @@ installation and virtual environment read-only, its own run directory (`/sandbox
 and the working directory) and a /tmp (1777), both tmpfs capped in size and (as root) in inodes, a
 fresh /proc and /dev; no network (a new network namespace with no interfaces up), its own PID and IPC
 namespaces (everything in them dies with the sandbox), a new session (no controlling terminal: TIOCSTI
-has no terminal to inject into), a cleared environment, and nothing else of the file system.
+has no terminal to inject into), a cleared environment, and nothing else of the file system. In
+project mode (project.py) it also sees a read-only copy of the project at `/sandbox/project`, its
+working directory there.
 
 As root, bwrap keeps only CAP_SETUID, CAP_SETGID, CAP_KILL, and for the set-up CAP_SYS_ADMIN and
 CAP_CHOWN (which the launcher drops once it has capped the tmpfs), and the launcher drops the script
@@ -42,6 +44,7 @@ from engine.execution import cgroups, seccomp
 log = logging.getLogger("shake.sandbox")
 
 RUN_DIR = "/sandbox/run"
+PROJECT_IN = "/sandbox/project"  # project mode: the read-only copy of the project, the working directory
 SCRIPT_IN = f"{RUN_DIR}/script.py"
 LAUNCHER_IN = "/sandbox/launcher.py"
 SECCOMP_IN = "/sandbox/seccomp.bpf"
@@ -148,10 +151,11 @@ def fresh_uid() -> int:
 class Mounts:
     """The file descriptors bubblewrap copies into the sandbox, and the caps of its tmpfs."""
 
-    script_fd: int
+    script_fd: int | None  # None in project mode: the script is inside the project's copy
     seccomp_fd: int | None
     block_fd: int | None  # bubblewrap waits on it until the run's processes are in their cgroup
     disk_bytes: int
+    project_dir: str | None = None  # project mode: the host copy, bound read-only at PROJECT_IN
 
 
 def _namespaces() -> list[str]:
@@ -174,14 +178,17 @@ def bwrap_args(mounts: Mounts, env: dict[str, str]) -> list[str]:
     # virtual environment under /tmp, as in a fresh clone there, would otherwise be hidden by it).
     args += _system_binds() + ["--perms", "1777", *size, "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     args += _python_binds()
-    args += ["--perms", "0700", *size, "--tmpfs", RUN_DIR,
-             "--perms", "0644", "--file", str(mounts.script_fd), SCRIPT_IN,
-             "--ro-bind", str(LAUNCHER), LAUNCHER_IN]
+    args += ["--perms", "0700", *size, "--tmpfs", RUN_DIR]
+    if mounts.script_fd is not None:
+        args += ["--perms", "0644", "--file", str(mounts.script_fd), SCRIPT_IN]
+    args += ["--ro-bind", str(LAUNCHER), LAUNCHER_IN]
+    if mounts.project_dir is not None:
+        args += ["--ro-bind", mounts.project_dir, PROJECT_IN]
     if mounts.seccomp_fd is not None:
         args += ["--ro-bind-data", str(mounts.seccomp_fd), SECCOMP_IN]
     if mounts.block_fd is not None:
         args += ["--block-fd", str(mounts.block_fd)]
-    args += ["--chdir", RUN_DIR, "--remount-ro", "/"]
+    args += ["--chdir", RUN_DIR if mounts.project_dir is None else PROJECT_IN, "--remount-ro", "/"]
     return args
 
 

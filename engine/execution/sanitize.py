@@ -7,9 +7,13 @@ before it. Textual's `Log` drops only U+0000..U+0014, and a headless session pri
 directly. So every text a script or a model wrote passes through `sanitize` before anything shows it:
 newline and tab stay, CR LF becomes LF, and every other control character becomes a visible
 placeholder, the Unicode "control picture" for C0 (`␛` for ESC, `␇` for BEL, `␍` for a lone CR), `␡`
-for DEL, and `<U+009B>` for C1 and for the bidirectional overrides (which reorder what a reviewer
-reads: "Trojan Source"). The rest of an escape sequence is printable already and stays, so the
-reader sees what the script tried to do.
+for DEL, and `<U+009B>` for C1, for the bidirectional overrides, isolates and marks (which reorder what
+a reviewer reads: "Trojan Source"; U+200E, U+200F and U+061C flip neutral characters as well), and
+for the characters that are invisible or break a line where the reader sees none (U+200B, U+2060 and
+U+FEFF hide a difference between two look-alike texts; U+2028 and U+2029 start a new line in some
+terminals and editors and not in others). The joiners U+200C and U+200D stay: emoji and several
+scripts need them. The rest of an escape sequence is printable already and stays, so the reader sees
+what the script tried to do.
 
 It is idempotent (placeholders are printable), so text that is sanitized where it is captured and
 again where it is shown comes out the same. What is stored in the dataset is never sanitized: model
@@ -20,8 +24,9 @@ from __future__ import annotations
 
 import re
 
-_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_UNSAFE = re.compile(f"\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+_INVISIBLE = "\u200b\u2060\ufeff\u2028\u2029"
+_UNSAFE = re.compile(f"\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}{_INVISIBLE}]")
 
 
 def _placeholder(match: re.Match[str]) -> str:
