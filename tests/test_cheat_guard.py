@@ -104,25 +104,30 @@ def test_arbitrary_text_never_raises(before, after, request):
     assert isinstance(report.flagged, bool)
 
 
-def test_the_session_puts_the_finding_in_the_proposal_warnings(store, config, tmp_path):
+def test_a_destructive_proposal_never_reaches_the_user(store, config, tmp_path):
+    """Issue #26: a proposal that deletes the script's functions unasked is a failed attempt, not a
+    proposal: a rejected row (kind error) with the reason, the reason back to the lead, and the next
+    cycle's proposal is what the user sees."""
     from engine.session import Session
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher, worker_answer
 
     script = tmp_path / "stats.py"
-    script.write_text(SCRIPT.replace("    return None\n", "    return max(values) if values else None\n"))
-    a = ScriptedTeacher("a", {"planner": ["1. Make largest faster"], "worker": [worker_answer("print('ok')\n")]})
+    kept = SCRIPT.replace("    return None\n", "    return max(values) if values else None\n")
+    script.write_text(kept)
+    good = kept + "print(largest([1, 2]))\n"
+    a = ScriptedTeacher("a", {"worker": [worker_answer("print('ok')\n"), worker_answer(good)]})
     session = Session.start(store, TeacherPool(config, extra={"a": a, "b": a}), config, script, "make largest faster")
     session.plan()
     events = []
-    session.propose(emit=events.append)
-    warnings = next(e for e in events if e.kind == "proposal").data["warnings"]
-    assert len(warnings) == 1 and "removes 2 of the script's 2 functions (average, largest)" in warnings[0]
-    assert session.pending_proposal().warnings == warnings
-    resumed = Session.resume(store, TeacherPool(config, extra={"a": a, "b": a}), config, session.id)
-    again = []
-    resumed.propose(emit=again.append)  # a proposal waiting for review is shown again with its finding
-    assert next(e for e in again if e.kind == "proposal").data["warnings"] == warnings
+    proposal = session.propose(emit=events.append)
+    assert proposal.script == good and proposal.warnings == []
+    [row] = [r for r in store.rows(session.id) if r.rejected is not None]
+    assert row.rejected.kind == "error" and row.rejected.script == "print('ok')\n"
+    assert "removes 2 of the script's 2 functions (average, largest)" in row.rejected.error
+    second_lead = [m for agent, m in a.calls if agent == "lead"][1]
+    assert "removes 2 of the script's 2 functions" in second_lead[-1]["content"]
+    assert any(e.kind == "candidate" and e.data["kind"] == "no-op" for e in events)
 
 
 def test_the_headless_review_prints_the_finding(capsys):

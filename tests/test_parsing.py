@@ -12,7 +12,13 @@ from engine.errors import OutputFormatError
 
 def test_reasoning_and_script():
     ans = parse_worker_output("REASONING: add a line.\r\n```python\r\nprint(1)\r\n```\r\nThat's all.")
-    assert ans.reasoning == "add a line." and ans.script == "print(1)\n"
+    assert ans.reasoning == "add a line.\nThat's all." and ans.script == "print(1)\n"
+
+
+def test_code_first_the_line_after_the_block_is_the_reasoning():
+    """worker@2 writes the script, then one line on what changed (issue #26)."""
+    ans = parse_worker_output("```python\nprint(1)\n\nprint(2)\n```\nprint(2) is new.")
+    assert ans.script == "print(1)\n\nprint(2)\n" and ans.reasoning == "print(2) is new."
 
 
 @pytest.mark.parametrize(
@@ -174,7 +180,7 @@ def test_plain_instructions_from_unconstrained_teachers_still_count_but_fences_d
     assert parse_instruction(Generation("Add a print of bye."), "step") == ("Add a print of bye.", False)
     assert parse_instruction(Generation("The instruction should be: ```python ```"), "the step") == ("the step", True)
     # held to the shape and still outside it (cut at max_tokens): the step stands in
-    assert parse_instruction(Generation("REASONING: it needs", constraint="lead@1"), "the step") == ("the step", True)
+    assert parse_instruction(Generation("REASONING: it needs", constraint="lead@2"), "the step") == ("the step", True)
 
 
 def test_a_step_of_bare_numbers_is_no_step():

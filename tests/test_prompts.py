@@ -36,7 +36,7 @@ def test_the_version_changes_with_instructions_demos_and_shape_only():
     demo = Demo("Instruction: x\n\nScript:\n```python\nprint(1)\n```", {"reasoning": "r", "script": "print(2)\n"})
     versions = {base.version, base.with_demos([demo]).version,
                 dataclasses.replace(base, instructions=base.instructions + " Be brief.").version,
-                dataclasses.replace(base, shape=dataclasses.replace(base.shape, version=2)).version}
+                dataclasses.replace(base, shape=dataclasses.replace(base.shape, version=base.shape.version + 1)).version}
     assert len(versions) == 4
 
 
@@ -45,7 +45,7 @@ def test_demos_are_rendered_as_turns_in_the_teachers_form():
     prompt = builtin_prompt("worker").with_demos([demo])
     text = prompt.messages("the call", "off")
     assert [m["role"] for m in text] == ["system", "user", "assistant", "user"]
-    assert text[2]["content"] == "REASONING: because\n```python\nprint(2)\n```"
+    assert text[2]["content"] == "```python\nprint(2)\n```\nbecause"  # worker@2: the script, then what changed
     as_json = json.loads(prompt.messages("the call", "json")[2]["content"])
     assert as_json == {"reasoning": "because", "script": "print(2)\n"}
 
@@ -93,7 +93,7 @@ def test_constrain_is_checked_against_the_backend(tmp_path):
 
 
 def test_a_pinned_version_is_what_the_session_sends_and_records(shake_env, config, script_file):
-    demo = Demo(builtin.worker_user("Say hi.", 'print("hello")\n'), {"reasoning": "one more line",
+    demo = Demo(builtin.worker_user("Say hi.", "Say hi.", None, 'print("hello")\n'), {"reasoning": "one more line",
                                                                      "script": 'print("hello")\nprint("hi")\n'})
     pinned = builtin_prompt("worker").with_demos([demo])
     save_prompt(config.data_dir, pinned, created_at="x")
@@ -107,7 +107,7 @@ def test_a_pinned_version_is_what_the_session_sends_and_records(shake_env, confi
         session.plan()
         session.propose()
         worker_messages = [m for agent, m in a.calls if agent == "worker"][0]
-        assert worker_messages[2]["content"].endswith('print("hi")\n```')  # the demonstration's answer
+        assert worker_messages[2]["content"].endswith('print("hi")\n```\none more line')  # the demonstration's answer
         session.apply_feedback(session.classify("accept: good"))
         row = next(r for r in store.rows(session.id) if r.is_worker)
     assert row.chosen.prompt_version == pinned.version
@@ -145,4 +145,4 @@ def test_prompts_commands(shake_env, capsys, tmp_path):
 
 def test_default_book_is_the_builtin_prompts():
     assert all(DEFAULT_BOOK[a] == builtin_prompt(a) for a in PROMPT_AGENTS)
-    assert PromptBook()["judge"].shape.name == "judge@1"
+    assert PromptBook()["judge"].shape.name == "judge@2"

@@ -133,3 +133,71 @@ def check_proposal(before: str, after: str, request: str) -> CheatReport:
     reason = ("The proposal may cheat: " + " and ".join(reasons) + ", and the request did not ask for that."
               if flagged else "")
     return CheatReport(flagged, reason, len(old_fns), removed, checks_before, checks_after, asked)
+
+
+# -- proposals that never reach the user ------------------------------------------------------
+# A request that is about comments or layout: there, a change a parser cannot see is the change.
+_LAYOUT_WORDS = re.compile(r"\b(comment\w*|format\w*|indent\w*|whitespace|spacing|blank line\w*|pep ?8|style|"
+                           r"quote\w*|line length|wrap\w*|reformat\w*|tidy)\b", re.IGNORECASE)
+
+
+def _code_lines(source: str) -> list[str]:
+    """The lines of `source` without blank lines and trailing spaces (what a layout request may change)."""
+    return [line.rstrip() for line in source.replace("\r\n", "\n").split("\n") if line.strip()]
+
+
+def _statement_count(tree: ast.AST) -> int:
+    """Statements that do something: docstrings, `pass` and `...` lines are not counted."""
+    count = 0
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.stmt) or isinstance(node, ast.Pass):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        count += 1
+    return count
+
+
+LOST_BODY_SHARE = 0.4  # a proposal keeping less than this share of the statements has lost the script's body
+
+
+def proposal_problem(before: str, after: str, request: str) -> str | None:
+    """Why the proposal `after` must not reach the user as a proposal, in words the lead can act on;
+    None when it may.
+
+    A proposal that runs is not yet a change: small workers answer with the script unchanged (only
+    blank lines or comments differ), with every statement replaced by comments, or with the failing
+    function deleted, and each of those "runs cleanly". The engine treats such a proposal like a failed
+    run (a rejected row with this reason as its error, and the reason back to the lead), so the user
+    reviews changes, never the script they already have (issue #26).
+
+    - no change: the same program (same syntax tree) as `before`; for a request about comments or
+      layout the same lines, ignoring blank ones;
+    - nothing left: no statement that does anything, where `before` had some;
+    - most of the script gone (less than LOST_BODY_SHARE of its statements), most functions or checks
+      removed, or a function emptied, when the request asked for no removal (`check_proposal`).
+    A script that does not parse is not judged here: it fails when it runs.
+    """
+    try:
+        old, new = ast.parse(before), ast.parse(after)
+    except (SyntaxError, ValueError):
+        return None
+    layout = bool(_LAYOUT_WORDS.search(request))
+    if (_code_lines(before) == _code_lines(after)) if layout else (ast.dump(old) == ast.dump(new)):
+        what = "only blank lines differ" if layout else "only blank lines, comments or layout differ"
+        return f"the proposal does not change the script ({what}); it must make the change that was asked for"
+    kept, had = _statement_count(new), _statement_count(old)
+    if had and not kept:
+        return "the proposal removes every statement of the script; it must keep the script and change it"
+    if _REMOVAL_WORDS.search(request):
+        return None
+    report = check_proposal(before, after, request)
+    if report.flagged:
+        return report.reason.replace("The proposal may cheat: it", "the proposal").rstrip(".") + "; keep them"
+    if had >= 3 and kept < LOST_BODY_SHARE * had:
+        return (f"the proposal keeps only {kept} of the script's {had} statements; it must keep what the request "
+                "does not ask to change")
+    emptied = [name for name in report.functions_removed if name.endswith("(emptied)")]
+    if emptied:
+        return f"the proposal empties {emptied[0].removesuffix(' (emptied)')}(); it must keep the function working"
+    return None

@@ -33,7 +33,8 @@ def normalize_newlines(text: str) -> str:
 class CodeBlock:
     tag: str
     code: str
-    start_line: int
+    start_line: int  # the opening fence's line
+    end_line: int  # the closing fence's line
 
 
 def code_blocks(text: str) -> list[CodeBlock]:
@@ -57,7 +58,7 @@ def code_blocks(text: str) -> list[CodeBlock]:
             j += 1
         else:
             raise OutputFormatError(f"the code block opened on line {i + 1} is never closed")
-        blocks.append(CodeBlock(tag, "\n".join(body), i))
+        blocks.append(CodeBlock(tag, "\n".join(body), i, j))
         i = j + 1
     return blocks
 
@@ -90,8 +91,8 @@ def json_answer(text: str, fields: dict[str, type], who: str) -> dict[str, Any] 
 
 
 def parse_worker_output(text: str) -> WorkerAnswer:
-    """Reasoning (the text before the code) and exactly one whole Python script in a fenced block,
-    or the JSON form {"reasoning", "script"}."""
+    """Exactly one whole Python script in a fenced block and the reasoning around it (the line after
+    the block that the shape asks for, or text before it), or the JSON form {"script", "reasoning"}."""
     if not text.strip():
         raise OutputFormatError("the worker returned nothing")
     data = json_answer(text, {"reasoning": str, "script": str}, "worker")
@@ -116,8 +117,10 @@ def parse_worker_output(text: str) -> WorkerAnswer:
     if not script.strip():
         raise OutputFormatError("the worker's code block is empty")
     lines = normalize_newlines(text).split("\n")
-    reasoning = "\n".join(lines[: block.start_line]).strip()
-    reasoning = _REASONING_LABEL.sub("", reasoning, count=1).strip()
+    before = _REASONING_LABEL.sub("", "\n".join(lines[: block.start_line]).strip(), count=1).strip()
+    # The shape asks for the line after the block (what changed); a teacher not held to it may reason first.
+    after = _REASONING_LABEL.sub("", "\n".join(lines[block.end_line + 1:]).strip(), count=1).strip()
+    reasoning = "\n".join(part for part in (before, after) if part)
     return WorkerAnswer(reasoning=reasoning, script=script + "\n")
 
 

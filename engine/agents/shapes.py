@@ -74,40 +74,52 @@ def _object(properties: dict[str, dict]) -> dict:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
+# The worker writes the script first and says what it changed after it. Reasoning first lost most of
+# a small model's answers (issue #26: 1 of 20 passing, against 7 of 20 for the bare request and a code
+# block): the reasoning drifted, and the script followed the drift. A line written after the code
+# describes the code the model already wrote, so it names what changed. No fixed marker word before
+# that line: a grammar-forced word is spelt in pieces the tokenizer never uses (`R|EA|S|ON|ING`).
+WORKER_EXAMPLE_SCRIPT = "def area(width, height):\n    return width * height\n\nprint(area(2, 3))\n"
+WORKER_EXAMPLE_NOTE = "area() now takes width and height and the script prints area(2, 3)."
 WORKER = Shape(
     agent="worker",
-    version=1,
+    version=2,
     text_format=(
-        "Answer in this format:\n"
-        "REASONING: <one or two sentences: what you change and why>\n"
-        "```python\n<the complete new script>\n```\n"
-        "Always write the whole script in one code block, never a fragment, and nothing after the block."
+        "Answer with the whole new script in one ```python block, never a fragment, then one line that says "
+        "what you changed. For example:\n"
+        f"```python\n{WORKER_EXAMPLE_SCRIPT}```\n{WORKER_EXAMPLE_NOTE}"
     ),
     json_format=(
-        'Answer with a JSON object: {"reasoning": "one or two sentences on what you change and why", '
-        '"script": "the complete new script"}. Always the whole script, never a fragment.'
+        'Answer with a JSON object with the whole new script and one line on what you changed, for example: '
+        + json.dumps({"script": WORKER_EXAMPLE_SCRIPT, "reasoning": WORKER_EXAMPLE_NOTE})
     ),
     gbnf=(
-        f'root ::= "REASONING: " line ("\\n" line){{0,2}} "\\n```python\\n" first code* "```"\n'
-        f"line ::= {_prose(400)}\n"
+        'root ::= "```python\\n" first code* "```\\n" line\n'
+        f"line ::= {_prose(300)}\n"
         # The first line of a script cannot be indented. No line of Python starts with a backtick
         # (after its indentation), and such a line is what would close the block early.
         'first ::= [^`\\n \\t] [^\\n]* "\\n"\n'
         'code ::= [ \\t]* ([^`\\n \\t] [^\\n]*)? "\\n"\n'
     ),
-    json_schema=_object({"reasoning": {"type": "string"}, "script": {"type": "string", "minLength": 1}}),
-    render_text=lambda f: f"REASONING: {f['reasoning']}\n```python\n{f['script'].rstrip(chr(10))}\n```",
+    json_schema=_object({"script": {"type": "string", "minLength": 1}, "reasoning": {"type": "string"}}),
+    render_text=lambda f: f"```python\n{f['script'].rstrip(chr(10))}\n```\n{f['reasoning']}",
 )
 
 PLANNER_MAX_STEPS = 8  # the grammar's bound; [session] max_steps cuts further
+PLANNER_EXAMPLE = ("read the limit from the command line, and print an error when it is negative",
+                   ["Read the limit from the first command-line argument.",
+                    "Print an error and exit when the limit is negative."])
 
 
 def _planner(max_steps: int = PLANNER_MAX_STEPS) -> Shape:
+    request, steps = PLANNER_EXAMPLE
     return Shape(
         agent="planner",
-        version=1,
-        text_format="Answer with a numbered list, one step per line (1. ..., 2. ...), and nothing else.",
-        json_format='Answer with a JSON object: {"steps": ["first step", "second step", ...]}.',
+        version=2,
+        text_format=("Answer with the steps as a numbered list, one step per line, and nothing else. For example, "
+                     f"for \"{request}\":\n" + "\n".join(f"{i + 1}. {s}" for i, s in enumerate(steps))),
+        json_format=(f'Answer with a JSON object with the list of steps. For example, for "{request}": '
+                     + json.dumps({"steps": steps})),
         gbnf=(
             f'root ::= step ("\\n" step){{0,{max_steps - 1}}}\n'
             f'step ::= [1-9] [0-9]? ". " {_prose(240)}\n'
@@ -120,16 +132,22 @@ def _planner(max_steps: int = PLANNER_MAX_STEPS) -> Shape:
 
 PLANNER = _planner()
 
-def _reasoned(agent: str, marker: str, key: str, *, reasoning: str, answer: str, reasoning_chars: int,
+
+def _reasoned(agent: str, marker: str, key: str, *, examples: tuple[tuple[str, str], ...], reasoning_chars: int,
               answer_gbnf: str, answer_schema: dict) -> Shape:
-    """A reasoning-first shape: `REASONING: <one line>` then `<MARKER>: <answer>` (JSON: reasoning, key)."""
+    """A reasoning-first shape: `REASONING: <one line>` then `<MARKER>: <answer>` (JSON: reasoning, key).
+
+    The format is shown by worked examples, never described in angle brackets: a constrained small
+    model copied `<the instruction for the programmer ...>` as its instruction, word for word, in most
+    sessions (issue #26). An answer that copies an example is an echo (`engine/agents/echo.py`).
+    """
+    shown = "\n\n".join(f"REASONING: {r}\n{marker}: {a}" for r, a in examples)
+    shown_json = " or ".join(json.dumps({"reasoning": r, key: a}) for r, a in examples)
     return Shape(
         agent=agent,
-        version=1,
-        # Placeholders in angle brackets: a small model copied a bare description ("REASONING: one
-        # sentence on what the script needs.") as its answer, word for word.
-        text_format=f"Answer in this format:\nREASONING: <{reasoning}>\n{marker}: {answer}",
-        json_format=f'Answer with a JSON object: {{"reasoning": "{reasoning}", "{key}": {answer}}}.',
+        version=2,
+        text_format=f"Answer with one line of reasoning, then the answer, as in {'these examples' if len(examples) > 1 else 'this example'}:\n{shown}",
+        json_format=f"Answer with a JSON object, for example: {shown_json}",
         gbnf=f'root ::= "REASONING: " {_prose(reasoning_chars)} "\\n{marker}: " {answer_gbnf}\n',
         json_schema=_object({"reasoning": {"type": "string"}, key: answer_schema}),
         render_text=lambda f: f"REASONING: {f['reasoning']}\n{marker}: {f[key]}",
@@ -137,15 +155,20 @@ def _reasoned(agent: str, marker: str, key: str, *, reasoning: str, answer: str,
 
 
 # One line each for the lead: a second line of "instruction" was where small models pasted the script.
-LEAD = _reasoned("lead", "INSTRUCTION", "instruction", reasoning="one sentence on what the script needs",
-                 answer="<the instruction for the programmer on one line, at most five sentences, in plain words, "
-                        "without code>", reasoning_chars=300, answer_gbnf=_prose(800),
-                 answer_schema={"type": "string", "minLength": 1})
-ANALYZER = _reasoned("analyzer", "LABEL", "label", reasoning="one short sentence on what the user means",
-                     answer="ACCEPTED, REDO or EDIT", reasoning_chars=200,
+LEAD = _reasoned("lead", "INSTRUCTION", "instruction",
+                 examples=(("The loop in total() stops one item early, so the last price is never added.",
+                            "In total(), loop over every item of prices, including the last one, and keep the "
+                            "rest of the script as it is."),),
+                 reasoning_chars=300, answer_gbnf=_prose(800), answer_schema={"type": "string", "minLength": 1})
+ANALYZER = _reasoned("analyzer", "LABEL", "label",
+                     examples=(("The user says the output is now right.", "ACCEPTED"),
+                               ("The user says the change is wrong and wants it done again.", "REDO"),
+                               ("The user keeps the change but asks for one more fix.", "EDIT")),
+                     reasoning_chars=200,
                      answer_gbnf="(" + " | ".join(f'"{w}"' for w in LABEL_WORDS.values()) + ")",
                      answer_schema={"type": "string", "enum": list(LABEL_WORDS.values())})
-JUDGE = _reasoned("judge", "VERDICT", "verdict", reasoning="one sentence comparing the two", answer="A or B",
+JUDGE = _reasoned("judge", "VERDICT", "verdict",
+                  examples=(("A keeps the checks and prints the total; B deletes the total.", "A"),),
                   reasoning_chars=300, answer_gbnf='("A" | "B")', answer_schema={"type": "string", "enum": list(VERDICTS)})
 
 SHAPES: dict[str, Shape] = {s.agent: s for s in (PLANNER, LEAD, WORKER, ANALYZER, JUDGE)}

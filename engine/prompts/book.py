@@ -114,8 +114,10 @@ class PromptBook:
     def lead(self, request: str, step: str, script: str, **context) -> PromptCall:
         return PromptCall(self["lead"], builtin.lead_user(request, step, script, **context))
 
-    def worker(self, instruction: str, script: str) -> PromptCall:
-        return PromptCall(self["worker"], builtin.worker_user(instruction, script))
+    def worker(self, request: str, step: str, instruction: str | None, script: str, *, error: str | None = None,
+               feedback: str | None = None, project_map: str | None = None) -> PromptCall:
+        return PromptCall(self["worker"], builtin.worker_user(request, step, instruction, script, error=error,
+                                                              feedback=feedback, project_map=project_map))
 
     def analyzer(self, feedback: str, step: str) -> PromptCall:
         return PromptCall(self["analyzer"], builtin.analyzer_user(feedback, step))

@@ -10,11 +10,12 @@ prompt version: change a template below and bump it, so rows written before and 
 
 from __future__ import annotations
 
-TEMPLATE_REVISION = 1
+TEMPLATE_REVISION = 2  # 2: the worker is given the request, the step and the error or feedback (issue #26)
 
 PLANNER = (
-    "You plan changes to a Python script. Split the change request into a few small steps that can "
-    "each be done and checked on their own. A small request is one step."
+    "You plan changes to a Python script. Split the change request into the steps it names, each one a "
+    "change that can be done and checked on its own. A request that names one change is one step. Never "
+    "repeat a step in other words, and never add steps for testing or checking."
 )
 
 LEAD = (
@@ -24,9 +25,8 @@ LEAD = (
 )
 
 WORKER = (
-    "You are a careful Python programmer. You get an instruction and a Python script. Rewrite the "
-    "script so that it follows the instruction, and keep everything the instruction does not ask you "
-    "to change."
+    "You are a careful Python programmer. You change a Python script as the user asks, and keep "
+    "everything the request does not ask you to change."
 )
 
 ANALYZER = (
@@ -63,12 +63,18 @@ def lead_user(
     feedback: str | None = None,
     feedback_kind: str | None = None,
     previous_output: str | None = None,
+    project_map: str | None = None,
 ) -> str:
     parts = [f"Overall request: {request}", f"Current step: {step}", f"Current script:\n{fenced(script)}"]
-    if error is not None:
-        parts.append(f"The programmer's last script failed when it ran:\n{fenced(failed_script or '')}")
+    if project_map:  # project mode (issue 25): how the script runs and what it imports from its project
+        parts.append(project_map)
+    if error is not None and failed_script:
+        parts.append(f"The programmer's last script failed when it ran:\n{fenced(failed_script)}")
         parts.append(f"Error:\n{error}")
         parts.append("Write an instruction that fixes this error.")
+    elif error is not None:  # no script to fix: the answer was unusable (malformed, an echo, no change)
+        parts.append(f"The programmer's last answer could not be used:\n{error}")
+        parts.append("Write the instruction for this step so that the programmer makes the change.")
     elif feedback_kind == "redo":
         parts.append(f"The programmer's last attempt was rejected by the user:\n{fenced(previous_output or '')}")
         parts.append(f"User feedback: {feedback}")
@@ -81,8 +87,31 @@ def lead_user(
     return "\n\n".join(parts)
 
 
-def worker_user(instruction: str, script: str) -> str:
-    return f"Instruction: {instruction}\n\nScript:\n{fenced(script)}"
+def worker_user(request: str, step: str, instruction: str | None, script: str, *, error: str | None = None,
+                feedback: str | None = None, project_map: str | None = None) -> str:
+    """The worker's message: the script, then what to do, last (where a small model attends most).
+
+    The worker works from the user's request and the step; the lead's instruction is added when it
+    says more than the step (`instruction` None: the lead gave nothing usable). In a fix cycle `script`
+    is the script that failed and `error` what it printed; after feedback, `feedback` is the user's words.
+    In project mode (issue 25) `project_map` says how the script runs and what it imports.
+    """
+    parts = [f"Script:\n{fenced(script)}"]
+    if project_map:
+        parts.append(project_map)
+    if error is not None:
+        parts.append(f"When it ran, it failed:\n{error}")
+    if feedback is not None:
+        parts.append(f"The user said about the last version: {feedback}")
+    parts.append(f"Change it as follows: {request}")
+    if " ".join(step.split()).lower() != " ".join(request.split()).lower():
+        parts.append(f"Do this step now: {step}")
+    if instruction and " ".join(instruction.split()).lower() not in (" ".join(step.split()).lower(),
+                                                                      " ".join(request.split()).lower()):
+        parts.append(f"The project lead says: {instruction}")
+    if error is not None:
+        parts.append("Fix the error and keep the change.")
+    return "\n\n".join(parts)
 
 
 def analyzer_user(feedback: str, step: str) -> str:

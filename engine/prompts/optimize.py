@@ -170,7 +170,7 @@ def labelled_task_demos(tasks) -> dict[str, list[Demo]]:
     for task in tasks:
         fields = {"reasoning": f"The request is: {task.request.strip()} I change only what it asks.",
                   "script": task.reference}
-        demos.append(Demo(builtin.worker_user(task.request, task.script), fields))
+        demos.append(Demo(builtin.worker_user(task.request, task.request, None, task.script), fields))
     return {"worker": demos}
 
 

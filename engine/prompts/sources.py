@@ -88,7 +88,7 @@ def dataset_sources(config: Config, n_train: int, n_validation: int, rng: random
     train, validation = _split(list(steps.values()), n_train, n_validation, rng)
     unique = list({(f.feedback, f.label): f for f in feedback}.values())
     train_feedback, validation_feedback = _split(unique, 3 * n_train, 3 * n_validation, rng)
-    labelled = {"worker": [Demo(builtin.worker_user(s.instruction, s.script),
+    labelled = {"worker": [Demo(builtin.worker_user(s.step, s.step, s.instruction, s.script),
                                 {"reasoning": s.reasoning or "I make the change the instruction asks for.",
                                  "script": s.accepted}) for s in train]}
     return Sources([], [accepted_step(s.id, s.step, s.script, s.accepted) for s in validation], labelled,

@@ -114,7 +114,8 @@ def run_step(step: TrialStep, book: PromptBook, teachers: TrialTeachers, config:
         lead_gen = generate(teachers.lead, lead_call, _sampling(config, "lead", teachers.lead, seed + number))
         instruction, cycle.lead_fallback = lead.parse_instruction(lead_gen, step.request)
         base = failed_script if failed_script is not None else script
-        worker_call = book.worker(instruction, base)
+        worker_call = book.worker(step.request, step.request, None if cycle.lead_fallback else instruction, base,
+                                  error=context.get("error"), feedback=context.get("feedback"))
         gen = generate(teachers.worker, worker_call, _sampling(config, "worker", teachers.worker, seed + number))
         try:
             answer = worker.parse_answer(gen)

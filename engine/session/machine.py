@@ -32,10 +32,14 @@ from typing import Callable
 
 from engine.agents import analyzer, cheat_guard, lead, planner, worker
 from engine.agents.analyzer import Classification
+from engine.agents.shapes import WORKER_EXAMPLE_SCRIPT
 from engine.config import Config
 from engine.errors import AttemptsExhausted, InputError, OutputFormatError, SessionError
 from engine.execution import RunResult, run_script
+from engine.execution.project import RunSpec
 from engine.prompts import PromptCall
+from engine.prompts import echo
+from engine.session import candidates, project_context
 from engine.session.calls import AgentCalls, identity_of, logprob_record, messages_for, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
 from engine.inputs import read_script
@@ -69,6 +73,7 @@ from engine.teachers.base import Generation, Teacher, TokenCallback, answer_form
 from engine.teachers.pool import TeacherPool
 
 TEACHER_REJECTIONS = (RejectedKind.ERROR, RejectedKind.REDO, RejectedKind.FURTHER_EDIT)
+LEAD_DRAWS = 2  # the lead is asked once more when its instruction echoes the prompt, then the step stands in
 
 
 @dataclass
@@ -103,17 +108,22 @@ class Session:
         self.soft_labels = SoftLabels(pool, config, store)
         self._agent_rows: list[Row] = []  # side-chain rows waiting for the next commit
         self._analyzer: AnalyzerAnswers | None = None  # the last classification's answers
+        # the fixed texts no answer may repeat: the built-in ones and this session's demonstrations
+        demo_fields = tuple(str(v) for p in self.prompts for d in p.demos for v in d.fields.values())
+        self._echo_sources = echo.sources_from(demo_fields)
+        self._echo_sources_scripts = {" ".join(t.split()) for t in (WORKER_EXAMPLE_SCRIPT, *demo_fields)}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def start(cls, store: DatasetStore, pool: TeacherPool, config: Config, script_path: Path, request: str) -> Session:
+    def start(cls, store: DatasetStore, pool: TeacherPool, config: Config, script_path: Path, request: str,
+              project: RunSpec | None = None) -> Session:
         script = read_script(script_path)
         request = request.strip()
         if not request:
             raise InputError("the change request is empty; say what the script should do differently")
         pool.require_healthy()  # before anything is written
         state = SessionState(script_path=str(Path(script_path).resolve()), request=request,
-                             original_script=script, current_script=script)
+                             original_script=script, current_script=script, project=project)
         session_id = store.create_session(state)
         return cls(store, pool, config, store.load_state(session_id))
 
@@ -173,18 +183,17 @@ class Session:
             raise
 
     # -- agents -------------------------------------------------------------------------------
-    def _ask(self, agent: Agent, call: PromptCall, *, on_token=None, cancel=None, emit: EventSink = ignore,
-             side_chain: bool = False) -> Generation:
-        """An agent's call; with `side_chain`, a student answers the same messages too."""
-        gen, teacher = self.calls.ask(agent.value, call, cycle=self.state.step.cycle, on_token=on_token,
-                                      cancel=cancel, emit=emit)
-        if side_chain and self.side_chain.enabled:
-            row = self.side_chain.agent_row(agent, messages_for(call, teacher), gen, teacher, session_id=self.id,
-                                            step_index=self._row_step_index(), step_text=self._row_step_text(),
-                                            cycle=self.state.step.cycle, emit=emit, cancel=cancel)
-            if row is not None:
-                self._agent_rows.append(row)
-        return gen
+    def _side_chain_agent(self, agent: Agent, call: PromptCall, gen: Generation, teacher: Teacher, emit: EventSink,
+                          cancel) -> None:
+        """In side-chain mode a student answers the same messages; called only with a usable answer,
+        so that an echo is never stored as a chosen."""
+        if not self.side_chain.enabled:
+            return
+        row = self.side_chain.agent_row(agent, messages_for(call, teacher), gen, teacher, session_id=self.id,
+                                        step_index=self._row_step_index(), step_text=self._row_step_text(),
+                                        cycle=self.state.step.cycle, emit=emit, cancel=cancel)
+        if row is not None:
+            self._agent_rows.append(row)
 
     def _row_step_index(self) -> int:
         return self.state.step_index if self.state.current_step else -1
@@ -209,17 +218,26 @@ class Session:
         limit = min(max_steps or self.config.session.max_steps, self.config.session.max_steps)
 
         def action() -> list[str]:
-            gen = self._ask(Agent.PLANNER, self.prompts.planner(self.state.request, self.current_script, limit),
-                            cancel=cancel, emit=emit, side_chain=True)
-            plan = planner.parse_plan(gen, self.state.request, limit)
-            if plan.used_fallback:
-                emit(SessionEvent(EventKind.NOTE, "the planner gave no numbered steps; the request is the only step"))
-            self.state.steps = [PlanStep(s) for s in plan.steps]
+            if planner.names_one_change(self.state.request):
+                steps = [" ".join(self.state.request.split())]
+                emit(SessionEvent(EventKind.NOTE, "the request names one change: it is the only step"))
+            else:
+                call = self.prompts.planner(self.state.request, self.current_script, limit)
+                gen, teacher = self.calls.ask("planner", call, cycle=self.state.step.cycle, cancel=cancel, emit=emit)
+                plan = planner.parse_plan(gen, self.state.request, limit,
+                                          lambda step: echo.echo_reason(step, self._echo_sources))
+                for step, why in plan.dropped:
+                    emit(SessionEvent(EventKind.NOTE, f"the planner's step {step[:80]!r} was left out: {why}"))
+                if plan.used_fallback:
+                    emit(SessionEvent(EventKind.NOTE, "the planner gave no usable steps; the request is the only step"))
+                else:
+                    self._side_chain_agent(Agent.PLANNER, call, gen, teacher, emit, cancel)
+                steps = plan.steps
+            self.state.steps = [PlanStep(s) for s in steps]
             self.state.status = SessionStatus.WORKING
             self._save()
-            emit(SessionEvent(EventKind.PLAN, "\n".join(f"{i + 1}. {s}" for i, s in enumerate(plan.steps)),
-                              {"steps": plan.steps}))
-            return plan.steps
+            emit(SessionEvent(EventKind.PLAN, "\n".join(f"{i + 1}. {s}" for i, s in enumerate(steps)), {"steps": steps}))
+            return steps
 
         return self._transition(action)
 
@@ -268,76 +286,66 @@ class Session:
             teacher = workers[step.teacher_index % len(workers)]
             ctx = step.context
             base_script = ctx.failed_script if ctx.kind == ContextKind.ERROR and ctx.failed_script else self.current_script
-            lead_gen = self._ask(
-                Agent.LEAD,
-                self.prompts.lead(
-                    self.state.request, self.step_text, self.current_script,
-                    error=ctx.error if ctx.kind == ContextKind.ERROR else None,
-                    failed_script=ctx.failed_script,
-                    feedback=ctx.feedback,
-                    feedback_kind=ctx.kind.value if ctx.kind in (ContextKind.REDO, ContextKind.FURTHER_EDIT) else None,
-                    previous_output=ctx.previous_output,
-                ),
-                on_token=(lambda t: on_token("lead", t)) if on_token else None, cancel=cancel, emit=emit,
-                side_chain=True,
-            )
-            instruction, fallback = lead.parse_instruction(lead_gen, self.step_text)
-            if fallback:
-                emit(SessionEvent(EventKind.NOTE, "the lead gave no instruction; using the step text"))
-            call = self.prompts.worker(instruction, base_script)
+            given = project_context.for_prompt(self.state.project, base_script)  # issue 25: None outside project mode
+            project_map = given.text if given else None
+            instruction = self._instruction(ctx, on_token, cancel, emit, project_map)
+            call = self.prompts.worker(
+                self.state.request, self.step_text, instruction, base_script,
+                error=ctx.error if ctx.kind == ContextKind.ERROR else None,
+                feedback=ctx.feedback if ctx.kind in (ContextKind.REDO, ContextKind.FURTHER_EDIT) else None,
+                project_map=project_map)
             messages = messages_for(call, teacher)
+            said = instruction or self.step_text
             step.cycle += 1
             self.steps[index].cycles = step.cycle
             if step.prompt is None:
-                step.prompt = Prompt(messages_of(messages), instruction, base_script)
-            emit(SessionEvent(EventKind.INSTRUCTION, instruction, {"cycle": step.cycle, "teacher": teacher.identity.name}))
-            gen, _ = self.calls.ask("worker", call, cycle=step.cycle, teachers=[teacher],
-                                    on_token=(lambda t: on_token("worker", t)) if on_token else None,
-                                    cancel=cancel, emit=emit)
-            emit(SessionEvent(EventKind.WORKER, gen.text, {"teacher": teacher.identity.name}))
-            try:
-                answer = worker.parse_answer(gen)
-            except OutputFormatError as err:
-                side = self._worker_side_chain(messages, instruction, teacher, None, False, emit, cancel)
-                last_reason = f"malformed worker output: {err}"
-                emit(SessionEvent(EventKind.FAILED, last_reason, {"reason": str(err)}))
-                step.context = StepContext(
-                    ContextKind.ERROR,
-                    error=f"The programmer's answer could not be used: {err}. The answer must contain one "
-                    "```python block with the whole script.",
-                )
+                step.prompt = Prompt(messages_of(messages), said, base_script,
+                                     context=given.record if given else None)  # issue 25: the row names its context
+            emit(SessionEvent(EventKind.INSTRUCTION, said, {"cycle": step.cycle, "teacher": teacher.identity.name}))
+            found = self._candidates(call, teacher, emit, on_token, cancel)
+            best, repeated = candidates.choose(found, last_script=step.last_script, script_before=self.current_script,
+                                               request=self._change_request())
+            side = self._worker_side_chain(messages, said, teacher, best.script if best else None, best is not None,
+                                           emit, cancel)
+            failed_rows = self._candidate_rows(found, teacher)
+            if best is None:
+                failure = candidates.first_failure(found)
+                assert failure is not None
+                said_first = " ".join(failure.gen.text.split())[:80]
+                last_reason = (f"teacher '{teacher.identity.name}' gave no proposal that runs ({failure.kind}: "
+                               f"{failure.problem[:200]}; it answered {said_first!r})")
+                emit(SessionEvent(EventKind.FAILED, last_reason, {"reason": failure.problem, "kind": failure.kind.value}))
+                step.context = self._failure_context(failure)
                 self._count_failure(workers, emit)
-                self._save(new_rows=side)
+                self._save_cycle(failed_rows, side, emit)
                 continue
-            run = run_script(answer.script, self.config.runner, cancel=cancel)
-            side = self._worker_side_chain(messages, instruction, teacher, answer.script, run.ok, emit, cancel)
+            assert best.answer is not None and best.run is not None
+            gen, answer, run = best.gen, best.answer, best.run
             emit(SessionEvent(EventKind.RUN, run.log(), {"ok": run.ok, "script": answer.script}))
             output = output_record(gen, teacher, Agent.WORKER, step.cycle, reasoning=answer.reasoning,
                                    script=answer.script)
-            if not run.ok:
-                rejected = Rejected(**output.__dict__, kind=RejectedKind.ERROR, error=run.error_text())
-                last_reason = f"the script failed: {run.error_text(300)}"
-                step.context = StepContext(ContextKind.ERROR, error=run.error_text(), failed_script=answer.script)
-                self._count_failure(workers, emit)
-                ids = self._save(new_rows=[self._worker_row(rejected, step.cycle)] + side)
-                emit(SessionEvent(EventKind.ROW, f"rejected (error) row {ids[0]}", {"kind": "error"}))
-                continue
             lp = gen.logprobs()
             generated = None
             if lp is not None:
                 generated = logprob_record(self.store, lp, source=LogprobSource.GENERATION,
                                            scorer=identity_of(gen, teacher), prompt_sha=Prompt(messages_of(messages)).sha,
-                                           constraint=output.constraint)
+                                           constraint=output.constraint, thinking=gen.thinking_logprobs())
+            warnings = []
+            if repeated:
+                warnings.append(f"The teacher '{teacher.identity.name}' repeated itself: this is the proposal you "
+                                   "were shown last, and no other candidate ran.")
             step.proposal = PendingProposal(output=output, step_index=index, step=self.step_text,
-                                            instruction=instruction, base_script=base_script,
+                                            instruction=said, base_script=base_script,
                                             messages=messages_of(messages), logprobs=generated, run=run,
-                                            warnings=self._review_warnings(answer.script))
+                                            warnings=warnings)
+            step.last_script = answer.script
             self.steps[index].status = StepStatus.REVIEW
             self.state.status = SessionStatus.REVIEW
-            self._save(new_rows=side)
+            self._save_cycle(failed_rows, side, emit)
             proposal = self.pending_proposal()
             assert proposal is not None
-            emit(SessionEvent(EventKind.PROPOSAL, proposal.diff(), {"run": run.as_dict(), "warnings": proposal.warnings}))
+            emit(SessionEvent(EventKind.PROPOSAL, proposal.diff(), {"run": run.as_dict(), "warnings": proposal.warnings,
+                                                                    "candidate": best.index, "of": len(found)}))
             return proposal
         self.state.status = SessionStatus.STALLED
         self.steps[index].status = StepStatus.STALLED
@@ -349,23 +357,130 @@ class Session:
         emit(SessionEvent(EventKind.STALLED, f"step {index + 1} stalled after {budget} attempts: {last_reason}",
                           {"attempts": budget, "reason": last_reason}))
         raise AttemptsExhausted(
-            f"step {index + 1} failed {budget} times across {len(workers)} worker teacher(s) ({last_reason[:200]}); "
+            f"step {index + 1} failed {budget} times across {len(workers)} worker teacher(s) ({last_reason[:400]}); "
             f"the session is saved: try again, edit or skip the step, or add a stronger teacher "
             f"(headless: `shake session --resume {self.id}`)"
         )
 
-    def _review_warnings(self, script: str) -> list[str]:
-        """What the reviewer should look at twice: the cheat guard's finding (engine/agents/cheat_guard.py).
-        Against the current script, not a fix cycle's failed one: that may have lost the functions already."""
-        report = cheat_guard.check_proposal(self.current_script, script, f"{self.state.request}\n{self.step_text}")
-        return [report.reason] if report.flagged else []
+    # -- the lead's instruction and the worker's candidates -----------------------------------------
+    def _change_request(self) -> str:
+        return f"{self.state.request}\n{self.step_text}"
+
+    def _instruction(self, ctx: StepContext, on_token, cancel, emit: EventSink, project_map: str | None) -> str | None:
+        """The lead's instruction for this cycle, or None when it gave none worth passing on.
+
+        An instruction that echoes the prompt (a format placeholder, a sentence of the system text, the
+        format's example) is asked for once more with another seed, then dropped: the worker always has
+        the request and the step, so a missing instruction costs little and an echoed one misleads.
+        """
+        call = self.prompts.lead(
+            self.state.request, self.step_text, self.current_script,
+            error=ctx.error if ctx.kind == ContextKind.ERROR else None,
+            failed_script=ctx.failed_script,
+            feedback=ctx.feedback,
+            feedback_kind=ctx.kind.value if ctx.kind in (ContextKind.REDO, ContextKind.FURTHER_EDIT) else None,
+            previous_output=ctx.previous_output,
+            project_map=project_map,  # issue 25
+        )
+        for draw in range(LEAD_DRAWS):
+            gen, teacher = self.calls.ask("lead", call, cycle=self.state.step.cycle, draw=draw,
+                                          on_token=(lambda t: on_token("lead", t)) if on_token else None,
+                                          cancel=cancel, emit=emit)
+            text, fallback = lead.parse_instruction(gen, self.step_text)
+            if fallback:
+                emit(SessionEvent(EventKind.NOTE, "the lead gave no instruction; the worker works from the request and the step"))
+                return None
+            reason = echo.echo_reason(text, self._echo_sources)
+            if reason is None:
+                self._side_chain_agent(Agent.LEAD, call, gen, teacher, emit, cancel)
+                return text
+            emit(SessionEvent(EventKind.NOTE, f"the lead's instruction was not used: {reason} ({text[:80]!r})"))
+        return None
+
+    def _candidates(self, call: PromptCall, teacher: Teacher, emit: EventSink, on_token, cancel) -> list[candidates.Candidate]:
+        """The worker's candidates for this cycle, each judged and (when well-formed) run; see
+        `engine/session/candidates.py`. The first is sampled at the worker's temperature, the others
+        at `[session] candidate_temperature`, each with its own seed."""
+        name = teacher.identity.name
+        n = self.config.teacher(name).candidate_count(teacher.identity.backend)
+        found: list[candidates.Candidate] = []
+        for draw in range(n):
+            gen, _ = self.calls.ask("worker", call, cycle=self.state.step.cycle, teachers=[teacher], draw=draw,
+                                    temperature=None if draw == 0 else self.config.session.candidate_temperature,
+                                    on_token=(lambda t: on_token("worker", t)) if on_token else None,
+                                    cancel=cancel, emit=emit)
+            emit(SessionEvent(EventKind.WORKER, gen.text, {"teacher": name, "candidate": draw, "of": n}))
+            judged = self._judge_candidate(draw, gen, cancel)
+            found.append(judged)
+            if judged.run is not None:  # every run's log is shown as it comes; the chosen one's again at the end
+                emit(SessionEvent(EventKind.RUN, judged.run.log(), {"ok": judged.run.ok, "script": judged.script}))
+            diff = unified_diff(self.current_script, judged.script) if judged.script else ""
+            more = n - draw - 1
+            said = (f"candidate {draw + 1} of {n} runs" if judged.kind == candidates.CandidateKind.RUNS
+                    else f"candidate {draw + 1} of {n}: {judged.kind} ({judged.problem[:120]})")
+            emit(SessionEvent(EventKind.CANDIDATE, said + (f"; {more} more coming" if more else ""),
+                              {"index": draw, "of": n, "kind": judged.kind.value, "problem": judged.problem,
+                               "script": judged.script, "diff": diff, "remaining": more}))
+        return found
+
+    def _judge_candidate(self, index: int, gen: Generation, cancel) -> candidates.Candidate:
+        kinds = candidates.CandidateKind
+        try:
+            answer = worker.parse_answer(gen)
+        except OutputFormatError as err:
+            return candidates.Candidate(index, gen, kinds.MALFORMED, str(err))
+        reason = echo.echo_reason(answer.reasoning, self._echo_sources) if answer.reasoning else None
+        if reason is None and " ".join(answer.script.split()) in self._echo_sources_scripts:
+            reason = "its script is the answer format's example"
+        if reason is not None:
+            return candidates.Candidate(index, gen, kinds.ECHO, f"the answer is an echo: {reason}", answer)
+        problem = cheat_guard.proposal_problem(self.current_script, answer.script, self._change_request())
+        if problem is not None:
+            return candidates.Candidate(index, gen, kinds.NOOP, problem, answer)
+        run = run_script(answer.script, self.config.runner, cancel=cancel, spec=self.state.project)  # issue 25
+        if not run.ok:
+            return candidates.Candidate(index, gen, kinds.FAILED, run.error_text(), answer, run)
+        return candidates.Candidate(index, gen, kinds.RUNS, "", answer, run)
+
+    def _candidate_rows(self, found: list[candidates.Candidate], teacher: Teacher) -> list[Row]:
+        """A rejected row (kind `error`, the reason in `error`) for each candidate that failed its run or
+        changed nothing: the paper's rule for a failed run. Malformed answers and echoes hold no
+        script to learn from and write none; a script met twice in one cycle is stored once."""
+        rows: list[Row] = []
+        seen: set[str] = set()
+        for c in found:
+            if c.kind not in (candidates.CandidateKind.FAILED, candidates.CandidateKind.NOOP) or c.answer is None:
+                continue
+            if c.answer.script in seen:
+                continue
+            seen.add(c.answer.script)
+            output = output_record(c.gen, teacher, Agent.WORKER, self.state.step.cycle, reasoning=c.answer.reasoning,
+                                   script=c.answer.script)
+            rows.append(self._worker_row(Rejected(**output.__dict__, kind=RejectedKind.ERROR, error=c.problem),
+                                         self.state.step.cycle))
+        return rows
+
+    def _save_cycle(self, failed_rows: list[Row], side: list[Row], emit: EventSink) -> None:
+        """Commit the cycle's state with its candidates' error rows and side-chain rows; say each error row."""
+        ids = self._save(new_rows=failed_rows + side)
+        for row_id in ids[: len(failed_rows)]:
+            emit(SessionEvent(EventKind.ROW, f"rejected (error) row {row_id}", {"kind": "error"}))
+
+    def _failure_context(self, failure: candidates.Candidate) -> StepContext:
+        """What the next cycle's lead and worker are told when no candidate ran."""
+        if failure.kind == candidates.CandidateKind.FAILED:
+            return StepContext(ContextKind.ERROR, error=failure.problem, failed_script=failure.script)
+        if failure.kind == candidates.CandidateKind.MALFORMED:
+            return StepContext(ContextKind.ERROR, error=f"The programmer's answer could not be used: {failure.problem}. "
+                                                        "The answer must hold one ```python block with the whole script.")
+        return StepContext(ContextKind.ERROR, error=f"The programmer's answer could not be used: {failure.problem}.")
 
     def _worker_side_chain(self, messages, instruction, teacher, script, ran, emit, cancel) -> list[Row]:
         if not self.side_chain.enabled:
             return []
         rejected = self.side_chain.worker_negative(messages, instruction, teacher, script, ran, session_id=self.id,
                                                    step_index=self.state.step_index, cycle=self.state.step.cycle,
-                                                   emit=emit, cancel=cancel)
+                                                   emit=emit, cancel=cancel, spec=self.state.project)  # issue 25
         return [self._worker_row(rejected, self.state.step.cycle)] if rejected else []
 
     def _count_failure(self, workers: list[Teacher], emit: EventSink) -> None:
@@ -449,8 +564,9 @@ class Session:
         a teacher that can score (hard labels otherwise).
 
         On a stalled step there is no proposal: the user's script is the answer the teachers failed to
-        give, and the failed attempts (errors, malformed answers) already stored as rejected rows get it
-        as their chosen."""
+        give, and the failed attempts of the step's wording already stored as rejected rows get it as their
+        chosen (a step reworded since has no prompt yet: it gets the one a cycle without a lead instruction
+        would send)."""
         emit = emit or ignore
 
         def action() -> None:
@@ -461,7 +577,7 @@ class Session:
                 raise InputError(f"the edited script does not parse (line {err.lineno}: {err.msg}); nothing was stored") from None
             if self.status == SessionStatus.STALLED:
                 if self.state.step.prompt is None:
-                    raise SessionError("the stalled step never reached the worker; edit or skip the step instead")
+                    self.state.step.prompt = self._prompt_without_lead()
                 self.state.step.stall = None
                 self._accept(self._user_output(text, self.state.step.cycle), None, "", [], emit)
                 return
@@ -476,6 +592,17 @@ class Session:
 
         self._transition(action)
 
+    def _prompt_without_lead(self) -> Prompt:
+        """The step's prompt when the user writes its script before any cycle ran under its wording (a
+        step reworded, then written with `e`): the worker's messages with no lead instruction, as a cycle
+        whose lead gave none would have sent them (to the worker's first teacher)."""
+        given = project_context.for_prompt(self.state.project, self.current_script)
+        call = self.prompts.worker(self.state.request, self.step_text, None, self.current_script,
+                                   project_map=given.text if given else None)
+        messages = messages_for(call, self.worker_teachers()[0])
+        return Prompt(messages_of(messages), self.step_text, self.current_script,
+                      context=given.record if given else None)
+
     @staticmethod
     def _user_output(script: str, cycle: int) -> Output:
         return Output(text=worker.answer_text("The user edited the script by hand.", script),
@@ -487,7 +614,8 @@ class Session:
         step = self.state.step
         assert step.prompt is not None
         chosen = Chosen(**output.__dict__, feedback=feedback,
-                        logprobs=self.soft_labels.for_chosen(step.prompt, output, generated, emit))
+                        logprobs=self.soft_labels.for_chosen(step.prompt, output, generated, emit),
+                        context_logprobs=self.soft_labels.for_context(step.prompt, output, generated))
         existing = self.store.worker_rows(self.id, index)
         taught = any(r.rejected is not None and r.rejected.kind in TEACHER_REJECTIONS for r in existing + extra_rows)
         new_rows = extra_rows + ([] if taught else [self._worker_row(None, output.cycle)])
@@ -523,7 +651,13 @@ class Session:
         self._transition(action)
 
     def edit_step(self, text: str) -> None:
-        """Reword the current step; the next cycle's instruction follows it (rows keep their prompt)."""
+        """Reword the current step: the step starts a new prompt, which the next cycle writes from the new
+        wording and the current script.
+
+        The rows written so far keep their prompt and their `step` (the old wording): they answer the old
+        instruction, so the chosen that answers the new one is never written into them (see
+        `worker_rows_of_step`). A proposal waiting for review answers the old wording too: it is dropped
+        (no row, the user never judged it) and ctrl+g asks for one under the new wording."""
         text = " ".join(text.split())
         if not text:
             raise InputError("the step text is empty")
@@ -531,7 +665,17 @@ class Session:
         def action() -> None:
             if self.status not in (SessionStatus.WORKING, SessionStatus.STALLED, SessionStatus.REVIEW):
                 raise SessionError("there is no current step to edit")
-            self.steps[self.state.step_index].text = text
+            index = self.state.step_index
+            if text == self.steps[index].text:
+                return
+            self.steps[index].text = text
+            step = self.state.step
+            step.prompt = None
+            step.context = StepContext()  # the fix or feedback the lead was to get was about the old wording
+            if self.status == SessionStatus.REVIEW:
+                step.proposal = None
+                self.steps[index].status = StepStatus.RUNNING
+                self.state.status = SessionStatus.WORKING
             self._save()
 
         self._transition(action)

@@ -30,6 +30,7 @@ from engine.agents.call import sampling_for
 from engine.config import Config
 from engine.errors import OutputFormatError
 from engine.execution import run_script
+from engine.execution.project import RunSpec
 from engine.prompts import PromptCall
 from engine.session.calls import AgentCalls, identity_of, logprob_record, output_record
 from engine.session.events import EventKind, EventSink, SessionEvent, ignore
@@ -111,7 +112,9 @@ class SideChain:
     # -- worker -------------------------------------------------------------------------------
     def worker_negative(self, messages: list[Message], instruction: str, teacher: Teacher,
                         teacher_script: str | None, teacher_ran: bool, *, session_id: str, step_index: int,
-                        cycle: int, emit: EventSink = ignore, cancel=None) -> Rejected | None:
+                        cycle: int, emit: EventSink = ignore, cancel=None,
+                        spec: RunSpec | None = None) -> Rejected | None:
+        """`spec`: the session's project mode; the student's script runs as the teacher's did."""
         ans = self.answer("worker", messages, session_id=session_id, step_index=step_index, cycle=cycle, cancel=cancel)
         reasoning, script, reason = "", "", None
         try:
@@ -120,7 +123,7 @@ class SideChain:
         except OutputFormatError as err:
             reason = f"malformed: {err}"
         if reason is None:
-            run = run_script(script, self.config.runner, cancel=cancel)
+            run = run_script(script, self.config.runner, cancel=cancel, spec=spec)
             if not run.ok and teacher_ran:
                 reason = f"failed when run where the teacher's script ran: {run.error_text(500)}"
             elif run.ok and teacher_ran and teacher_script is not None and self.config.student.judge:
@@ -164,7 +167,8 @@ class SideChain:
         record = None
         if lp is not None and teacher.identity.backend != "student":
             record = logprob_record(self.store, lp, source=LogprobSource.GENERATION, scorer=out.teacher,
-                                    prompt_sha=Prompt(messages_of(messages)).sha, constraint=out.constraint)
+                                    prompt_sha=Prompt(messages_of(messages)).sha, constraint=out.constraint,
+                                    thinking=gen.thinking_logprobs())
         return Chosen(**out.__dict__, logprobs=record)
 
     @staticmethod

@@ -15,6 +15,11 @@ learns nothing). The policy, in order:
    to use them (KD) or not (NLL). A student's own never are: hard labels only.
 4. A user's own edit is scored by the KD teacher, else the first worker teacher that can score.
 
+Beside those, `for_context` keeps the generator's own log-probabilities when they were computed under
+another prompt than the row's (the chosen came from a later cycle, whose messages held the error or the
+feedback): a student trained on the bare first prompt with the labels of the richer context is context
+distillation (issue #22), which `shake train --soft-labels context` chooses.
+
 `shake data rescore` applies the same policy to a whole dataset with a named scorer.
 """
 
@@ -75,6 +80,15 @@ class SoftLabels:
             if teacher is not None and can_score(teacher):
                 out.append(teacher)
         return out
+
+    @staticmethod
+    def for_context(prompt: Prompt, output: Output, generated: LogprobRecord | None) -> LogprobRecord | None:
+        """The generation's own soft labels where they are another context's than `prompt` (a teacher's only)."""
+        if generated is None or generated.prompt_sha == prompt.sha:
+            return None
+        if output.teacher is None or output.teacher.backend == STUDENT_BACKEND:
+            return None
+        return generated
 
     def for_chosen(self, prompt: Prompt, output: Output, generated: LogprobRecord | None,
                    emit: EventSink = ignore) -> LogprobRecord | None:
