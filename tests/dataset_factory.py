@@ -53,7 +53,7 @@ def make_dataset(data_dir: Path, tmp: Path, real_teacher=None, repeats: int = 1)
                                worker_answer("# done\n" + good)],
                 }, real_teacher)
                 pool = TeacherPool(config, extra={"a": teacher, "b": teacher})
-                session = Session.start(store, pool, config, path, request)
+                session = Session.start(store, pool, config, path, f"{request}, then add a comment")  # two steps
                 session.plan()
                 session.propose()
                 session.apply_feedback(Classification("redo", "user", "not that"))

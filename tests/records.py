@@ -43,3 +43,20 @@ def row(step: int = 0, kind: str | None = "error", chosen_: Chosen | None = None
         prompt: Prompt = PROMPT, text: str = "bad") -> Row:
     return Row(agent=agent, step_index=step, step="s", cycle=1, prompt=prompt,
                rejected=rejected(kind, text, agent) if kind else None, chosen=chosen_)
+
+
+def store_generation(store, gen, teacher) -> Row:
+    """Write a teacher's generation as a session writes a chosen (its text, thinking and both soft-label
+    records, under PROMPT) in a new session of `store`, and read the row back as stored."""
+    from engine.session.calls import logprob_record, output_record
+    from engine.store.schema import Agent
+
+    out = output_record(gen, teacher, Agent.WORKER, 1)
+    lp = gen.logprobs()
+    record = None if lp is None else logprob_record(store, lp, source=LogprobSource.GENERATION,
+                                                    scorer=teacher.identity, prompt_sha=PROMPT.sha,
+                                                    thinking=gen.thinking_logprobs())
+    sid = store.create_session(state())
+    store.commit(sid, new_rows=[row(0, None, Chosen(**out.__dict__, logprobs=record))])
+    (stored,) = store.rows(sid)
+    return stored

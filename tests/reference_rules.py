@@ -5,7 +5,7 @@ It knows nothing of the engine's code; the stateful test (`test_session_stateful
 
 Rules (shared/README.md §1, and the engine's documented policies):
 - a step's cycles number from 1; a worker answer that is malformed is a failed attempt and writes no row;
-  one that fails when run writes an `error` row; Redo and Further edit write rows of their kind;
+  one that fails when run, or that changes nothing (the current script again), writes an `error` row; Redo and Further edit write rows of their kind;
 - failed attempts (malformed, error, Redo) count towards a switch to the next worker teacher after
   `switch_after` of them; a propose call gives up after `switch_after x len(workers)` attempts (a stall),
   which also puts the first teacher back;
@@ -77,10 +77,11 @@ DEFAULT_ANSWER = Cycle("ok", "print('default')\n", student_malformed=True)
 
 
 def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: bool, kd_teacher: str | None,
-                  students: set[str], steps: int) -> tuple[list[ExpectedRow], dict]:
+                  students: set[str], steps: int, start_script: str) -> tuple[list[ExpectedRow], dict]:
     """The worker rows the rules call for, and the session's expected position."""
     out: list[ExpectedRow] = []
     index, step, done, stalled = 0, _Step(), False, False
+    current = start_script
 
     def fail() -> None:
         step.failures += 1
@@ -106,7 +107,8 @@ def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: 
                     step.rows.append([step.cycle, "student", "", "s1"])
                 if answer.kind == "malformed":
                     fail()
-                elif answer.kind == "error":
+                elif answer.kind == "error" or answer.script.strip() == current.strip():
+                    # a script that fails, or one that changes nothing (issue #26), is an error row
                     step.rows.append([step.cycle, "error", answer.script, teacher])
                     fail()
                 else:
@@ -119,7 +121,8 @@ def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: 
         user_scorer = kd_teacher or next(w for w in workers if w not in students)
 
         def accept(cycle: int, chosen: str, scorer: str | None) -> None:
-            nonlocal index, step, done, stalled
+            nonlocal index, step, done, stalled, current
+            current = chosen
             taught = any(r[1] in ("error", "redo", "further_edit") for r in step.rows)
             if not taught:
                 step.rows.append([cycle, None, "", ""])
@@ -150,6 +153,8 @@ def expected_rows(events, *, workers: list[str], switch_after: int, side_chain: 
             step.rows.append([cycle, event.label, script, teacher])
             if event.label == "redo":
                 fail()
+            else:
+                current = script
             continue
         accept(cycle, script, generator_scorer(teacher))
     for c, kind, s, t in step.rows:

@@ -7,6 +7,8 @@ import json
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.agents.analyzer import Classification
 from engine.config import load_config
@@ -14,6 +16,8 @@ from engine.session import Session
 from engine.store import DatasetStore
 from engine.teachers.pool import TeacherPool
 from helpers import ScriptedTeacher, worker_answer
+from records import row as rrow
+from records import state as rstate
 from tui.cli import main
 
 GOOD = 'print("hello")\nprint("bye")\n'
@@ -37,7 +41,7 @@ def clean_data(shake_env, script_file):
     s1 = ScriptedTeacher("s1", {"planner": ["no"], "lead": ["x"] * 9, "analyzer": ["EDIT"] * 3,
                                 "worker": ["no code"] * 9}, backend="student")
     with DatasetStore(config.data_dir) as store:
-        session = Session.start(store, TeacherPool(config, extra={"a": a, "s1": s1}), config, script_file, "say bye")
+        session = Session.start(store, TeacherPool(config, extra={"a": a, "s1": s1}), config, script_file, "say bye, then say it twice")
         session.plan()
         session.propose()  # cycle 1 fails, cycle 2 runs
         session.apply_feedback(session.classify("no, that is wrong"))  # REDO
@@ -77,6 +81,7 @@ def check(capsys) -> tuple[int, str]:
 def test_clean_session_data_passes(clean_data, capsys):
     code, out = check(capsys)
     assert code == 0 and "no problems" in out, out
+    assert "soft labels on 100.0% of chosen bytes" in out  # the scripted teacher labels every byte
     data_dir, sid = clean_data
     agents = {r["agent"] for r in session_json(data_dir, sid)["rows"].values()}
     assert agents == {"planner", "lead", "analyzer", "worker"}
@@ -131,6 +136,23 @@ def plant_different_chosen_in_a_step(doc):
     return "different chosen outputs"
 
 
+def plant_soft_labels_of_another_text(doc):
+    step = rows_of(doc, "worker")[0]["step_index"]
+    for r in rows_of(doc, "worker"):
+        if r["step_index"] == step:
+            r["chosen"]["text"] += "\n"  # data written before the store checked it
+    return "token bytes are not the chosen's text"
+
+
+def plant_reasoning_labels_of_another_text(doc):
+    step = rows_of(doc, "worker")[0]["step_index"]
+    for r in rows_of(doc, "worker"):
+        if r["step_index"] == step:
+            lp = r["chosen"]["logprobs"]
+            lp["thinking_blob"], lp["thinking_tokens"] = lp["blob"], lp["n_tokens"]  # the answer's, not the thinking's
+    return "the reasoning's soft labels are not the chosen's thinking"
+
+
 def plant_token_count(doc):
     rows_of(doc, "worker")[0]["chosen"]["logprobs"]["n_tokens"] += 5
     return "the row says"
@@ -139,7 +161,8 @@ def plant_token_count(doc):
 @pytest.mark.parametrize("plant", [plant_student_scored, plant_lead_chosen_in_worker_rows,
                                    plant_backwards_analyzer_label, plant_missing_empty_rejected,
                                    plant_rescored_under_another_prompt, plant_unknown_prompt,
-                                   plant_different_chosen_in_a_step, plant_token_count])
+                                   plant_different_chosen_in_a_step, plant_token_count,
+                                   plant_soft_labels_of_another_text, plant_reasoning_labels_of_another_text])
 def test_each_planted_corruption_is_named(clean_data, capsys, plant):
     data_dir, sid = clean_data
     doc = session_json(data_dir, sid)
@@ -248,31 +271,56 @@ def test_exclusions_are_recorded_undoable_and_left_out_of_export_and_training(cl
     shutil.rmtree(tmp_path / "snap")
 
 
-def test_axolotl_export_puts_each_teacher_distribution_on_its_token(dataset, shake_env, monkeypatch, smol_tokenizer,
-                                                                    capsys):
-    """Axolotl's KD plugin (`chat_template.py`) places `logprobs` on the last len(logprobs) positions of the
-    tokenized conversation; every response position must hold the teacher's distribution over that very
-    token, and the template's closing tokens one-hot rows."""
+def test_axolotl_export_loads_as_axolotl_s_v2_strategy_reads_it(dataset, shake_env, monkeypatch, smol_tokenizer,
+                                                               capsys):
+    """`type: axolotl.integrations.kd.chat_template` loads the v2 strategy (float lists + `target_token_ids`);
+    the legacy layout failed with KeyError, grammar-constrained steps were dropped, and the closing tokens'
+    one-entry rows cut every position to top-1 (fails on 0cf108c). Checked against `axolotl_kd.py`, written
+    from Axolotl's source: every accepted step loads, every position is the teacher's top-k wide, its KL is
+    finite, and each soft label is a teacher alternative of a token covering exactly the same bytes."""
+    import numpy as np
+
+    from axolotl_kd import forward_kl, load_v2
+    from engine.store.export import NO_MASS
+    from engine.tokens import StudentVocab
+
     monkeypatch.setenv("SHAKE_DATA", str(dataset))
     out = shake_env / "kd.jsonl"
     assert main(["data", "export", "--format", "axolotl", "--out", str(out)]) == 0
-    assert "wrote 8 rows" in capsys.readouterr().out  # one per accepted step
+    assert "wrote 8 rows" in capsys.readouterr().out  # one per accepted step, none left out
     records = [json.loads(line) for line in out.read_text().splitlines()]
+    vocab = StudentVocab(smol_tokenizer)
     with DatasetStore(dataset, writable=False) as store:
         chosen = {(r.session_id, r.step_index): store.get_logprobs(r.chosen.logprobs.blob)
-                  for r in store.rows() if r.chosen}
+                  for r in store.rows() if r.chosen and r.chosen.logprobs}
+    rng = np.random.default_rng(0)
     for rec in records:
-        ids = smol_tokenizer.apply_chat_template(rec["messages"], tokenize=True, return_dict=True)["input_ids"]
-        padding = len(ids) - len(rec["logprobs"])  # the plugin's own arithmetic
         teacher = chosen[(rec["session_id"], rec["step_index"])]
-        for j, position in enumerate(rec["logprobs"]):
-            token = ids[padding + j]
-            entries = {int(e["token"].split(":")[1]): e["logprob"] for e in position}
-            if j < len(teacher):
-                assert token == int(teacher.token_ids[j])
-                assert set(entries) == {int(t) for t in teacher.top_ids[j] if t >= 0}
-            else:
-                assert entries == {token: 0.0}
+        sample = load_v2(rec, smol_tokenizer)
+        assert sample.target_logprobs.shape[1] == teacher.k  # no position narrowed the width
+        trained = sample.target_mask[:, 0].astype(bool)
+        assert trained.sum() == len(rec["logprobs"]) and np.isfinite(sample.target_logprobs[trained]).all()
+        logits = rng.normal(size=(len(sample.input_ids), vocab.size))
+        student = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        assert np.isfinite(forward_kl(sample, student))
+        # soft labels carried over by bytes: each is an alternative of the teacher token with the same span
+        spans, at = {}, 0
+        for i, piece in enumerate(teacher.token_bytes):
+            spans[(at, at + len(piece))] = i
+            at += len(piece)
+        padding = len(sample.input_ids) - len(rec["logprobs"])
+        at, text = 0, rec["messages"][-1]["content"].encode()
+        for j, (lps, ids) in enumerate(zip(rec["logprobs"], rec["target_token_ids"])):
+            token = sample.input_ids[padding + j]
+            piece = vocab.pieces[token]
+            span, at = (at, at + len(piece)), at + len(piece)
+            labels = [(i, v) for i, v in zip(ids, lps) if v != NO_MASS]
+            if labels == [(token, 0.0)]:
+                continue  # one-hot: the closing tokens, and tokens no teacher token covers alone
+            ti = spans[span]
+            alts = {(teacher.top_bytes[ti][c], round(float(teacher.top_logprobs[ti, c]), 4)) for c in range(teacher.k)}
+            assert all((vocab.pieces[i], round(v, 4)) in alts for i, v in labels)
+            assert span[1] <= len(text)
 
 
 def test_readme_shows_the_schema_as_the_records_define_it():
@@ -283,3 +331,73 @@ def test_readme_shows_the_schema_as_the_records_define_it():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     block = readme.split("<!-- schema:start", 1)[1].split("-->", 1)[1].split("<!-- schema:end -->", 1)[0]
     assert block.strip() == schema_markdown().strip(), "README's schema block is stale: run python -m engine.store.schema"
+
+
+# -- a session file cut short: every row that parses is recovered ----------------------------------
+def entries(data: bytes, doc: dict) -> tuple[int, dict[str, tuple[int, int]]]:
+    """Where, in bytes, the state ends, and where each row's entry (`"key":{...}`) starts and ends, in
+    the file the store wrote."""
+    text = data.decode("utf-8")
+    compact = {"ensure_ascii": False, "separators": (",", ":")}
+    # the state's one entry ends a byte before its table does
+    state_end = text.index('"state":') + len('"state":' + json.dumps(doc["state"], **compact)) - 1
+    spans, at = {}, text.index('"rows":')
+    for key, raw in doc["rows"].items():
+        entry = json.dumps(key) + ":" + json.dumps(raw, **compact)
+        at = text.index(entry, at)
+        spans[key] = (len(text[:at].encode("utf-8")), len(text[:at + len(entry)].encode("utf-8")))
+        at += len(entry)
+    return len(text[:state_end].encode("utf-8")), spans
+
+
+def test_fix_rebuilds_a_truncated_session_file_from_every_row_that_parses(clean_data, capsys):
+    """`--fix` moved a session file truncated in place to .bad/, and every row of it left the dataset."""
+    data_dir, sid = clean_data
+    path = data_dir / "sessions" / f"{sid}.json"
+    whole = path.read_bytes()
+    doc = json.loads(whole)
+    _, spans = entries(whole, doc)
+    keys = list(spans)
+    start, end = spans[keys[-2]]
+    cut = (start + end) // 2  # inside the last row but one
+    path.write_bytes(whole[:cut])  # a copy cut short, in place
+    assert main(["data", "check", "--fix"]) == 1  # the rules the two lost rows leave broken stay reported
+    out = capsys.readouterr().out
+    kept = len(keys) - 2
+    assert f"rebuilt it with the session state and the {kept} row(s) that parse" in out
+    assert "lost: 1 row(s) begun in it did not parse" in out
+    assert "no readable backup" in out or "more row(s) in its backup" in out
+    assert (data_dir / "sessions" / ".bad" / f"{sid}.json").read_bytes() == whole[:cut]  # the damaged original
+    rebuilt = session_json(data_dir, sid)
+    assert list(rebuilt["rows"]) == keys[:kept] and rebuilt["state"] == doc["state"]
+    assert [rebuilt["rows"][k] for k in keys[:kept]] == [doc["rows"][k] for k in keys[:kept]]
+    with DatasetStore(data_dir, writable=False) as store:
+        assert store.stats().rows == kept
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(max_size=30), max_size=4), cut_fraction=st.floats(0, 1))
+def test_salvage_keeps_exactly_the_rows_written_whole_before_the_cut(tmp_path_factory, texts, cut_fraction):
+    """The rule: a session file cut at any byte gives back its state and exactly the rows whose entries lie
+    wholly before the cut, each as it was; the one row the cut went through (if any) is counted lost."""
+    from engine.store.salvage import salvage
+
+    folder = tmp_path_factory.mktemp("salvage")
+    with DatasetStore(folder) as store:
+        sid = store.create_session(rstate(request="r \u2028 é"))
+        store.commit(sid, new_rows=[rrow(0, "error", text=text) for text in texts])
+        data = (folder / "sessions" / f"{sid}.json").read_bytes()
+        originals = {r.row_id: r for r in store.rows(sid)}
+    state_end, spans = entries(data, json.loads(data))
+    cut = round(cut_fraction * len(data))
+    saved = salvage(data[:cut], "x.json")
+    if cut < state_end:
+        assert saved.file is None and saved.recovered == 0
+        return
+    whole = [key for key, (_, end) in spans.items() if end <= cut]
+    begun = [key for key, (start, end) in spans.items() if start < cut < end]
+    assert saved.file is not None and list(saved.file.rows) == whole and saved.recovered == len(whole)
+    assert [row.row_id for row in saved.file.rows.values()] == list(originals)[:len(whole)]
+    assert all(row == originals[row.row_id] for row in saved.file.rows.values())
+    assert saved.lost == len(begun) <= 1
+    assert (saved.cut_at is None) == (cut == len(data))

@@ -28,7 +28,7 @@ FAILING = "raise SystemExit('nope')\n"
 
 def write_config(shake_env, extra: str = "") -> None:
     (shake_env / "config.toml").write_text(
-        '[teachers.a]\nbackend = "embedded"\n[teachers.s1]\nbackend = "embedded"\n'
+        '[teachers.a]\nbackend = "embedded"\ncandidates = 1\n[teachers.s1]\nbackend = "embedded"\n'
         '[agents]\nplanner = ["a"]\nlead = ["a"]\nworker = ["a"]\nanalyzer = ["a"]\n[session]\nswitch_teacher_after = 2\n'
         '[analyzer]\nscoring = "off"\n'  # scripted teachers' scores are placeholders
         + extra)

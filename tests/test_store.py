@@ -45,12 +45,45 @@ def test_logprob_blobs_round_trip_and_stay_out_of_the_json(tmp_path):
     with DatasetStore(tmp_path) as store:
         sid = store.create_session(state())
         digest = store.put_logprobs(lp)
-        store.commit(sid, new_rows=[row(0, None, chosen("t", lp_record(digest, len(lp))))])
+        store.commit(sid, new_rows=[row(0, None, chosen("hello world, " * 200, lp_record(digest, len(lp))))])
         back = store.get_logprobs(digest)
     assert back.token_bytes == lp.token_bytes
     np.testing.assert_array_equal(back.top_logprobs, lp.top_logprobs)
     shard = (tmp_path / "sessions" / f"{sid}.json").read_text()
-    assert len(shard) < 2000  # the arrays are not in the JSON document
+    assert len(shard) < 2000 + 2 * len("hello world, " * 200)  # text and script hold it; the arrays are not there
+
+
+def test_soft_labels_that_do_not_spell_the_chosen_are_refused_when_written_and_counted(tmp_path):
+    """A record whose token bytes are another text (thinking + answer, a stop string, U+FFFD for a piece of
+    a character) was stored with the row as if it labelled it (fails on 0cf108c)."""
+    with DatasetStore(tmp_path) as store:
+        sid = store.create_session(state())
+        right = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good answer")))
+        wrong = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("Let me think. good answer")))
+        store.commit(sid, new_rows=[row(0, "error"), row(1, "error")])
+        store.commit(sid, chosen_for_step=(0, chosen("good answer", lp_record(right, 3))))
+        store.commit(sid, chosen_for_step=(1, chosen("good answer", lp_record(wrong, 7))))
+        store.commit(sid, new_rows=[row(2, None, chosen("good answer", lp_record(wrong, 7)))])
+        by_step = {r.step_index: r.chosen for r in store.rows(sid)}
+        stats = store.stats()
+    assert by_step[0].logprobs is not None and not by_step[0].soft_labels_refused
+    for step in (1, 2):
+        assert by_step[step].logprobs is None and "not the chosen's 11-byte text" in by_step[step].soft_labels_refused
+    assert stats.soft_labels_refused == 2 and stats.with_logprobs == 1
+    assert (stats.chosen_bytes, stats.labelled_bytes) == (33, 11)
+    assert stats.soft_label_coverage == pytest.approx(1 / 3)
+
+
+def test_coverage_counts_only_the_bytes_with_alternatives(tmp_path):
+    from engine.logprobs import TokenLogprob
+
+    tokens = fake_tokens("abcdefgh") + [TokenLogprob(-1, b"ij", float("nan"), [])]  # an unlabelled span
+    with DatasetStore(tmp_path) as store:
+        sid = store.create_session(state())
+        digest = store.put_logprobs(TokenLogprobs.from_tokens(tokens))
+        store.commit(sid, new_rows=[row(0, None, chosen("abcdefghij", lp_record(digest, 3)))])
+        stats = store.stats()
+    assert (stats.chosen_bytes, stats.labelled_bytes, stats.soft_labels_refused) == (10, 8, 0)
 
 
 def test_corrupt_blob_is_detected(tmp_path):
@@ -105,6 +138,23 @@ def test_snapshot_is_frozen_and_hashed(tmp_path):
         Snapshot(tmp_path / "snap")
 
 
+def test_snapshot_carries_the_reasoning_s_soft_labels_too(tmp_path):
+    """A chosen's reasoning has its own blob (`LogprobRecord.thinking_blob`): the snapshot the trainer reads
+    holds it beside the answer's (before, only `blob` was copied and the record named a missing file)."""
+    from dataclasses import replace
+
+    with DatasetStore(tmp_path / "data") as store:
+        sid = store.create_session(state())
+        answer = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("good")))
+        thinking = store.put_logprobs(TokenLogprobs.from_tokens(fake_tokens("hmm")))
+        record = replace(lp_record(answer, 1), thinking_blob=thinking, thinking_tokens=1)
+        store.commit(sid, new_rows=[row(0, None, replace(chosen("good", record), thinking="hmm"))])
+        store.snapshot(tmp_path / "snap")
+    (stored,) = Snapshot(tmp_path / "snap").rows
+    assert stored.chosen.logprobs.thinking_blob == thinking and not stored.chosen.soft_labels_refused
+    assert (tmp_path / "snap" / "blobs" / f"{thinking}.npz").exists()
+
+
 def test_export_jsonl_has_trl_columns(tmp_path):
     with DatasetStore(tmp_path / "data") as store:
         sid = store.create_session(state())
@@ -126,3 +176,35 @@ def test_export_jsonl_has_trl_columns(tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 2
+
+
+def test_a_session_file_over_the_cap_is_refused_unread_and_never_written(tmp_path, monkeypatch):
+    """A 150 MB session file cost 522 MB in every reader: there was no cap on what a reader loads."""
+    from engine.errors import BadDataFile
+    from engine.store import store as store_module
+
+    with DatasetStore(tmp_path) as store:
+        sid = store.create_session(state())
+        store.commit(sid, new_rows=[row(0, "error")])
+        size = (tmp_path / "sessions" / f"{sid}.json").stat().st_size
+    monkeypatch.setattr(store_module, "MAX_SESSION_FILE_BYTES", size - 1)
+    with DatasetStore(tmp_path, writable=False) as reader:
+        with pytest.raises(BadDataFile, match=f"is {size} bytes, over the {size - 1} bytes"):
+            reader.load_state(sid)
+    monkeypatch.setattr(store_module, "MAX_SESSION_FILE_BYTES", size + 10)
+    with DatasetStore(tmp_path) as store:
+        before = (tmp_path / "sessions" / f"{sid}.json").read_bytes()
+        with pytest.raises(StoreError, match="would grow to .* the previous version is intact"):
+            store.commit(sid, new_rows=[row(0, "redo", text="x" * 100)])
+        assert (tmp_path / "sessions" / f"{sid}.json").read_bytes() == before
+
+
+def test_a_session_file_nested_thousands_deep_is_a_bad_file(tmp_path):
+    """json.loads recursed out of the stack on a 100,000-deep array: a RecursionError, "a bug in shake"."""
+    from engine.errors import BadDataFile
+
+    (tmp_path / "sessions").mkdir()
+    (tmp_path / "sessions" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with DatasetStore(tmp_path, writable=False) as reader:
+        with pytest.raises(BadDataFile, match="nested too deeply"):
+            reader.load_state("deep")

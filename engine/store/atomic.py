@@ -31,7 +31,10 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a read-only or missing directory: nothing was written
+        raise StoreError(f"could not write {path}: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
@@ -60,8 +63,9 @@ class AtomicJSONStorage(Storage):
     that a failed write cannot leave the cache ahead of the disk.
     """
 
-    def __init__(self, path: str | Path, **_: Any) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int | None = None, **_: Any) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes  # a file larger than this is refused unread, and never written
         self._cache: dict | None = None
 
     def read(self) -> dict | None:
@@ -69,7 +73,12 @@ class AtomicJSONStorage(Storage):
             if not self.path.exists():
                 return None
             try:
-                raw = self.path.read_bytes()
+                with self.path.open("rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    if self.max_bytes is not None and size > self.max_bytes:
+                        raise StoreError(f"{self.path} is {size} bytes, over the {self.max_bytes} bytes a file of "
+                                         "this kind may hold; it was not written by shake's store")
+                    raw = f.read()
             except OSError as err:
                 raise StoreError(f"{self.path} cannot be read: {err.strerror or err}") from None
             if not raw.strip():
@@ -78,6 +87,9 @@ class AtomicJSONStorage(Storage):
                 self._cache = json.loads(raw)
             except ValueError as err:  # not JSON, or not UTF-8
                 raise StoreError(f"{self.path} is not valid JSON ({err}); it was not written by shake's store") from None
+            except RecursionError:
+                raise StoreError(f"{self.path} is nested too deeply to read; it was not written by shake's store") \
+                    from None
         return copy.deepcopy(self._cache)
 
     def write(self, data: dict) -> None:
@@ -85,7 +97,11 @@ class AtomicJSONStorage(Storage):
             text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except ValueError as err:
             raise StoreError(f"refusing to write a non-finite number to {self.path}: {err}") from None
-        atomic_write_text(self.path, text)
+        encoded = text.encode("utf-8")
+        if self.max_bytes is not None and len(encoded) > self.max_bytes:
+            raise StoreError(f"{self.path} would grow to {len(encoded)} bytes, over the {self.max_bytes} bytes it may "
+                             "hold; the previous version is intact (finish this work in a new session)")
+        atomic_write_bytes(self.path, encoded)
         self._cache = copy.deepcopy(data)
 
     def close(self) -> None:

@@ -7,15 +7,22 @@ log-probabilities, JSON-safe), `logprobs_match_prompt` (were they computed under
 left out, and so are rows the user excluded (counted in the report); `paired_only` also leaves out rows
 without a `rejected` (what ORPO/DPO need).
 
-**Axolotl** (`axolotl`): the dataset type `axolotl.integrations.kd.chat_template` of Axolotl's KD plugin
-(`src/axolotl/integrations/kd/chat_template.py`, `ChatTemplateStrategyWithKD`): one record per accepted
-step, `messages` = the prompt plus the chosen as the assistant turn, and `logprobs` = one list per
-position of `{"token": "token_id:<id>", "logprob": x}` entries (the teacher's top-k). The plugin puts
-these on the *last* `len(logprobs)` positions of the tokenized conversation (`input_padding_len =
-len(input_ids) - len(logprobs)`), so after the response's own positions come one-hot rows for the
-tokens the student's chat template adds after an assistant turn. Token ids must index the student's
-vocabulary: only soft labels with ids that spell the same bytes in the student's tokenizer, computed
-under the row's prompt, are exported; the report counts the rest.
+**Axolotl** (`axolotl`): the dataset type `axolotl.integrations.kd.chat_template`, which loads the v2
+strategy (`src/axolotl/integrations/kd/chat_template.py`: `load = KDStrategyLoaderV2()`,
+`ChatTemplateStrategyWithKDv2`; read at axolotl-ai-cloud/axolotl 067b021, v0.18.0-9): one record per
+accepted step, `messages` = the prompt plus the chosen as the assistant turn, `logprobs` = one list of
+floats per position and `target_token_ids` = the student-vocabulary ids they belong to, the same width
+(the teacher's top-k) at every position: the plugin cuts every position to the commonest width
+(`top_k = min(max_top_k, min_top_k)`), so one narrow position would shrink them all. It puts the lists
+on the *last* `len(logprobs)` positions of the tokenized conversation (`input_padding_len =
+len(input_ids) - len(logprobs)`): the response's positions, then the tokens the student's chat template
+adds after an assistant turn. The chosen is tokenized by the student, and the teacher's soft labels are
+carried over by bytes exactly as `shake train` aligns them (`engine/align.py`), so a grammar-constrained
+answer whose fixed words the teacher spelled in other pieces keeps its soft labels. A position without
+soft labels (the closing tokens, an unlabelled span, a token no teacher token covers) is the one-hot of
+its token: log-probability 0 for it and `NO_MASS` for filler ids; `NO_MASS` stays finite through the
+plugin's exp/normalize/log, where -inf or -1e9 would become -inf and make its KL term 0 * inf = nan
+(`topk_logprob/forward_kl.py`). Steps with no position the teacher labelled are left out and counted.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from engine.errors import InputError
+import numpy as np
+
+from engine.errors import InputError, StoreError
 from engine.store.atomic import atomic_write_text
 from engine.store.codec import encode
 from engine.store.schema import Row
@@ -138,8 +147,12 @@ def export_dataset(store: DatasetStore, out: Path | None, fmt: str = "jsonl", *,
         for r in records
     ]
     tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(flat), tmp)
-    tmp.replace(out)
+    try:
+        pq.write_table(pa.Table.from_pylist(flat), tmp)
+        tmp.replace(out)
+    except OSError as err:  # a read-only directory, a full disk: the file is not there, and no part of it
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"could not write {out}: {err.strerror or err}") from None
     return report
 
 
@@ -155,8 +168,15 @@ def export_hf(store: DatasetStore, out: Path, *, paired_only: bool = False) -> E
     records, excluded = export_records(store, paired_only=paired_only)
     if not records:
         raise InputError("the dataset has no complete rows to export yet")
-    Dataset.from_list(records).save_to_disk(str(out))
+    try:
+        Dataset.from_list(records).save_to_disk(str(out))
+    except OSError as err:  # a full disk, a read-only directory: said with the directory, not as a bug
+        raise StoreError(f"could not write the dataset to {out}: {err.strerror or err}; what was written there "
+                         "is incomplete") from None
     return ExportReport(len(records), excluded)
+
+
+NO_MASS = -50.0  # a filler candidate's log-probability: ~2e-22, finite after Axolotl's exp/normalize/log
 
 
 def axolotl_records(store: DatasetStore, tokenizer) -> tuple[list[dict[str, Any]], ExportReport]:
@@ -172,40 +192,60 @@ def axolotl_records(store: DatasetStore, tokenizer) -> tuple[list[dict[str, Any]
             continue
         seen.add(key)
         lp = row.chosen.logprobs
-        teacher = store.get_logprobs(lp.blob) if lp and lp.has_ids and row.soft_labels_match_prompt else None
-        positions = _positions(teacher, row, tokenizer, vocab) if teacher is not None else None
+        teacher = store.get_logprobs(lp.blob) if lp and row.soft_labels_match_prompt else None
+        positions = _positions(teacher, row, tokenizer, vocab) if teacher is not None and teacher.k else None
         if positions is None:
             without += 1
             continue
         messages = row.prompt.chat() + [{"role": "assistant", "content": row.chosen.text}]
-        records.append({"messages": messages, "logprobs": positions, "session_id": row.session_id,
-                        "step_index": row.step_index, "agent": row.agent.value})
+        logprobs, target_ids = positions
+        records.append({"messages": messages, "logprobs": logprobs, "target_token_ids": target_ids,
+                        "session_id": row.session_id, "step_index": row.step_index, "agent": row.agent.value})
     return records, ExportReport(len(records), excluded, without)
 
 
-def _positions(teacher, row: Row, tokenizer, vocab) -> list[list[dict[str, Any]]] | None:
-    """The teacher's top-k per response token, then one-hot rows for the template's closing tokens;
-    None when the teacher's ids do not spell the same bytes in the student's vocabulary."""
-    import math
+def _positions(teacher, row: Row, tokenizer, vocab) -> tuple[list[list[float]], list[list[int]]] | None:
+    """Per position from the first response token to the end of the conversation: the top-k log-probabilities
+    and their student ids, all `teacher.k` wide. None when no position carries the teacher's soft labels."""
+    from engine.align import align
 
-    for i in range(len(teacher)):
-        tid = int(teacher.token_ids[i])
-        if not 0 <= tid < vocab.size or vocab.pieces[tid] != teacher.token_bytes[i]:
-            return None
     prompt = row.prompt.chat()
     full = _ids(tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": row.chosen.text}],
                                               tokenize=True))
     head = _ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True))
-    response = list(teacher.token_ids)
-    if full[: len(head)] != head or full[len(head): len(head) + len(response)] != response:
-        return None  # the student's tokenizer cuts the text differently: ids cannot carry over
-    rows = []
-    for i in range(len(teacher)):
-        rows.append([{"token": f"token_id:{int(t)}", "logprob": float(v)}
-                     for t, v in zip(teacher.top_ids[i], teacher.top_logprobs[i]) if t >= 0 and math.isfinite(v)])
-    for tok in full[len(head) + len(response):]:
-        rows.append([{"token": f"token_id:{int(tok)}", "logprob": 0.0}])
-    return rows
+    if full[: len(head)] != head:
+        return None
+    tail = full[len(head):]
+    response = _response_tokens(tail, row.chosen.text.encode("utf-8"), vocab)
+    kd = align(teacher, response, vocab)  # the trainer's own alignment: ids where they match, else bytes
+    if not kd.mask.any():
+        return None
+    k = teacher.k
+    logprobs, target_ids = [], []
+    for j, token in enumerate(tail):
+        if j < len(response) and kd.mask[j]:
+            pairs = [(int(i), float(v)) for i, v in zip(kd.ids[j], kd.logps[j]) if i >= 0 and np.isfinite(v)]
+        else:
+            pairs = [(int(token), 0.0)]
+        ids = [i for i, _ in pairs]
+        fillers = (i for i in range(vocab.size) if i not in ids)
+        pairs += [(next(fillers), NO_MASS) for _ in range(k - len(pairs))]
+        logprobs.append([v for _, v in pairs])
+        target_ids.append([i for i, _ in pairs])
+    return logprobs, target_ids
+
+
+def _response_tokens(tail: list[int], text: bytes, vocab) -> list[int]:
+    """The leading tokens of the assistant turn that spell the chosen's text (the rest is the template's
+    closing; a token that runs from the text into it is left to the closing, as one-hot)."""
+    out, pos = [], 0
+    for token in tail:
+        piece = vocab.pieces[token]
+        if pos >= len(text) or not piece or text[pos: pos + len(piece)] != piece:
+            break
+        out.append(token)
+        pos += len(piece)
+    return out
 
 
 def _ids(out) -> list[int]:

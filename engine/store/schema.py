@@ -19,7 +19,12 @@ A chosen's soft labels (`Chosen.logprobs`) say which teacher computed them (`sco
 (`source`: from the generation itself or a teacher-forced re-scoring) and under which prompt
 (`prompt_sha`, the SHA-256 of the messages they were computed under). They are conditioned on the row's
 prompt exactly when `prompt_sha == row.prompt.sha`; the trainer uses KD only on those unless told
-otherwise, and `shake data check` refuses a student scoring a student's output.
+otherwise. Where the chosen came from a later cycle, `Chosen.context_logprobs` also keeps the generator's
+own labels under the richer context that produced it (context distillation). `shake data check` refuses
+a student scoring a student's output. The token bytes of both records are always exactly the chosen's
+`text`, and a record's reasoning (`thinking_blob`) exactly the chosen's `thinking` (checked when the row
+is written); spans a server's entries could not be trusted for carry no alternatives, and
+`shake data stats`/`check` report the share of chosen bytes that carry soft labels.
 
 Reading checks every field (`codec.decode`); version 1 files (before typed records) are upgraded in
 memory when read and written back as version 2 on the next write.
@@ -34,7 +39,9 @@ from enum import StrEnum
 from typing import Any, Iterable
 
 from engine.store.codec import SchemaError, decode, encode
+from engine.execution.project import Bounds, RunSpec
 from engine.execution.runner import RunResult
+from engine.prompts.repo_map import ModuleRef
 from engine.teachers.base import ModelIdentity, SamplingParams
 
 SCHEMA_VERSION = 2
@@ -115,10 +122,26 @@ def messages_sha(messages: Iterable[ChatMessage]) -> str:
 
 
 @dataclass(frozen=True)
+class GivenContext:
+    """The project context a prompt's messages carried (project mode), so that a row can be rebuilt:
+    the project, how the script ran, the modules whose signatures the repo map gave (with their
+    files' hashes) and a digest of every file the run exposed when the prompt was made."""
+
+    root: str
+    script: str  # the script's path inside the project
+    run: tuple[str, ...]
+    check: tuple[str, ...]
+    modules: tuple[ModuleRef, ...]
+    left_out: tuple[str, ...]  # modules the map's bound left out
+    files_sha: str  # engine.execution.project.files_digest
+
+
+@dataclass(frozen=True)
 class Prompt:
     messages: tuple[ChatMessage, ...]
     instruction: str = ""  # the lead's instruction (worker rows)
     script: str = ""  # the script the worker was given (worker rows)
+    context: GivenContext | None = None  # project mode: what project context the messages carried
 
     @property
     def sha(self) -> str:
@@ -138,6 +161,11 @@ class LogprobRecord:
     scorer: ModelIdentity
     prompt_sha: str | None  # the messages they were computed under; None: unknown (schema 1 data)
     constraint: str = ""  # the grammar the generation ran under ("" = none); see engine/agents
+    # A thinking model's reasoning has its own soft labels, split from the answer's where the server sent
+    # them (engine/teachers/entries.py `Transcript`): a second blob whose token bytes are exactly the
+    # chosen's `thinking` ("" = none). The trainer trains on `text`; this keeps what the teacher said.
+    thinking_blob: str = ""
+    thinking_tokens: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +174,7 @@ class Output:
 
     text: str
     reasoning: str = ""
+    thinking: str = ""  # a thinking model's reasoning before `text` (never in `text`, never in its soft labels)
     script: str = ""
     agent: Agent = Agent.WORKER
     teacher: ModelIdentity | None  # None where the user wrote it
@@ -169,6 +198,14 @@ class Rejected(Output):
 class Chosen(Output):
     feedback: str | None = None
     logprobs: LogprobRecord | None = None
+    # The generating teacher's own log-probabilities under the messages of the cycle that produced this
+    # chosen, kept where those were not the row's prompt (a later cycle, with the error or the feedback):
+    # the soft labels of context distillation (`shake train --soft-labels context`). None where they
+    # would be `logprobs` again, where the generator is a student, or where it gave none.
+    context_logprobs: LogprobRecord | None = None
+    # Why the soft labels offered with this chosen were not kept ("" = none were refused): the store
+    # refuses a record whose token bytes are not the chosen's text (`DatasetStore.commit`).
+    soft_labels_refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,10 +250,36 @@ class Row:
         return decode(cls, data, where)
 
 
-def worker_rows_of_step(rows: Iterable[Row], step_index: int) -> list[Row]:
+def worker_rows_of_step(rows: Iterable[Row], step_index: int, wording: str | None) -> list[Row]:
     """The worker rows of one step: the rows that share the step's prompt and its chosen. Every
-    consumer (the session, rescore, export, the trainer, `data check`) asks this one question."""
-    return [r for r in rows if r.is_worker and r.step_index == step_index]
+    consumer (the session, rescore, export, the trainer, `data check`) asks this one question.
+
+    `wording` is the step's text as it now stands (`step_wording`): a step reworded with `E` starts a
+    new prompt, and the rows written under the old wording (`Row.step` says which) answer another
+    instruction, so they are not the step's rows: they never get the chosen that answers the new
+    wording (they stay without one, never trained on, as a skipped step's rows). None: the step is not
+    in the plan (a damaged state), every row of the index is taken."""
+    return [r for r in rows if r.is_worker and r.step_index == step_index and (wording is None or r.step == wording)]
+
+
+def step_wording(state: SessionState, step_index: int) -> str | None:
+    """The step's text as it now stands, for `worker_rows_of_step`; None when the plan has no such step."""
+    return state.steps[step_index].text if 0 <= step_index < len(state.steps) else None
+
+
+def distinct_chosens(rows: Iterable[Row]) -> list[Chosen]:
+    """Each chosen once: a step's worker rows share theirs, an agent row has its own."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for row in rows:
+        if row.chosen is None:
+            continue
+        if row.is_worker:
+            if (row.session_id, row.step_index) in seen:
+                continue
+            seen.add((row.session_id, row.step_index))
+        out.append(row.chosen)
+    return out
 
 
 # -- session state ----------------------------------------------------------------------------------
@@ -269,6 +332,7 @@ class StepState:
     context: StepContext = field(default_factory=StepContext)
     proposal: PendingProposal | None = None
     stall: StallInfo | None = None
+    last_script: str | None = None  # the last proposal shown in this step: a teacher that repeats it is said so
 
 
 @dataclass
@@ -281,6 +345,7 @@ class SessionState:
     steps: list[PlanStep] = field(default_factory=list)
     step_index: int = 0
     step: StepState = field(default_factory=StepState)
+    project: RunSpec | None = None  # project mode: where and how the scripts run (engine/execution/project.py)
     session_id: str = ""
     created_at: str = ""
     updated_at: str = ""
@@ -291,6 +356,16 @@ class SessionState:
     @property
     def current_step(self) -> PlanStep | None:
         return self.steps[self.step_index] if 0 <= self.step_index < len(self.steps) else None
+
+    @property
+    def done_steps(self) -> int:
+        """The steps that are done: accepted ones. A skipped step is not done (it stays undone and its rows
+        are never trained on); the one count the app and `shake sessions` both show."""
+        return sum(1 for s in self.steps if s.status == StepStatus.ACCEPTED)
+
+    @property
+    def skipped_steps(self) -> int:
+        return sum(1 for s in self.steps if s.status == StepStatus.SKIPPED)
 
 
 # -- files ------------------------------------------------------------------------------------------
@@ -433,8 +508,9 @@ def schema_markdown() -> str:
     """The records and their fields, as README shows them (a test keeps README equal to this)."""
     import typing
 
-    records = (Row, Prompt, ChatMessage, Rejected, Chosen, LogprobRecord, ModelIdentity, SamplingParams, Exclusion,
-               SessionState, PlanStep, StepState, StepContext, PendingProposal, StallInfo)
+    records = (Row, Prompt, GivenContext, ModuleRef, ChatMessage, Rejected, Chosen, LogprobRecord, ModelIdentity,
+               SamplingParams, Exclusion, SessionState, RunSpec, Bounds, PlanStep, StepState, StepContext,
+               PendingProposal, StallInfo)
     lines = [f"Schema version {SCHEMA_VERSION}. Records (`engine/store/schema.py`), each field with its type:", ""]
     for record in records:
         hints = typing.get_type_hints(record)

@@ -40,18 +40,26 @@ from engine.store.codec import SchemaError
 from engine.store.schema import (
     Chosen,
     Exclusion,
+    LogprobRecord,
     RejectedKind,
     Row,
     SessionFile,
     SessionState,
     parse_session_file,
     session_file_json,
+    distinct_chosens,
+    step_wording,
     worker_rows_of_step,
 )
 
 REJECTED_KINDS = tuple(k.value for k in RejectedKind)
 BACKUPS_KEPT = 3  # rotating copies of each session file, in sessions/.backups/
 BACKUP_EVERY = 50  # writes to a session file between backups (and one before its first write)
+# A session file is read whole, and parsing JSON costs about 3.5 times its size in memory: a cap keeps
+# every reader (the app, `shake train`, `data check`) bounded. A row holds at most about 600 KB (a script
+# at the 200 KB limit in its prompt, its rejected and its chosen), so the cap is over a hundred such rows;
+# the store refuses a commit that would pass it, so a larger file was not written by this store.
+MAX_SESSION_FILE_BYTES = 64 << 20
 
 
 def now_iso() -> str:
@@ -71,11 +79,19 @@ class DatasetStats:
     with_rejected: int
     with_logprobs: int
     excluded_rows: int
+    soft_labels_refused: int  # chosens whose offered soft labels did not spell their text (dropped when written)
+    chosen_bytes: int  # bytes of the distinct chosens (a step's worker rows share one)
+    labelled_bytes: int  # of those, the bytes that carry soft labels
     by_kind: dict[str, int]
     by_agent: dict[str, int]
 
+    @property
+    def soft_label_coverage(self) -> float:
+        """The share of chosen bytes that carry soft labels."""
+        return self.labelled_bytes / self.chosen_bytes if self.chosen_bytes else 0.0
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__}
+        return {**self.__dict__, "soft_label_coverage": self.soft_label_coverage}
 
 
 @dataclass
@@ -150,7 +166,10 @@ class DatasetStore:
     # -- process lock -------------------------------------------------------------------------
     def _acquire_lock(self) -> None:
         path = self.data_dir / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only data directory, or a lock file that is not ours to open
+            raise StoreError(f"cannot open {path} to lock the data directory for writing: {err.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -219,7 +238,7 @@ class DatasetStore:
         if cached and (self.writable or cached[0] == key):
             return cached[1]
         try:
-            raw = AtomicJSONStorage(path).read()
+            raw = AtomicJSONStorage(path, max_bytes=MAX_SESSION_FILE_BYTES).read()
             if raw is None:
                 raise SchemaError(f"{path}: the file is empty")
             parsed = parse_session_file(raw, str(path))
@@ -232,7 +251,7 @@ class DatasetStore:
         self._require_writable()
         self._backup(session_id)
         path = self._path(session_id)
-        storage = AtomicJSONStorage(path)
+        storage = AtomicJSONStorage(path, max_bytes=MAX_SESSION_FILE_BYTES)
         storage.write(session_file_json(state, rows))
         st = path.stat()
         self._files[session_id] = ((st.st_mtime_ns, st.st_size), SessionFile(2, state, rows))
@@ -297,18 +316,56 @@ class DatasetStore:
         ids = []
         for row in new_rows:
             row = replace(row, row_id=row.row_id or new_id(), session_id=session_id, created_at=stamp,
-                          updated_at=stamp)
+                          updated_at=stamp, chosen=self._soft_labels_that_spell(row.chosen))
             ids.append(row.row_id)
             rows[str(next_key)] = row
             next_key += 1
         if chosen_for_step is not None:
             step_index, chosen = chosen_for_step
-            step_rows = {r.row_id for r in worker_rows_of_step(rows.values(), step_index)}
+            chosen = self._soft_labels_that_spell(chosen)
+            wording = step_wording(state if state is not None else current.state, step_index)
+            step_rows = {r.row_id for r in worker_rows_of_step(rows.values(), step_index, wording)}
             rows = {k: (replace(r, chosen=chosen, updated_at=stamp) if r.row_id in step_rows else r)
                     for k, r in rows.items()}
         new_state = replace(state.copy(), updated_at=stamp) if state is not None else current.state
         self._write(session_id, new_state, rows)
         return ids
+
+    def _soft_labels_that_spell(self, chosen: Chosen | None) -> Chosen | None:
+        """The chosen as written: soft labels whose token bytes are not exactly its text belong to some other
+        text and are refused (the row keeps its hard labels, and the reason is recorded and counted in
+        `stats`); so are a reasoning's soft labels that are not exactly its `thinking` (the answer's stay),
+        and context labels that are not its text (the others stay). A missing or corrupt blob is left to
+        `shake data check`."""
+        if chosen is None:
+            return chosen
+        lp = chosen.logprobs
+        reason = self._misspelling(lp.blob if lp else "", chosen.text, "soft labels", "text")
+        if reason:
+            chosen = replace(chosen, logprobs=None, soft_labels_refused=reason)
+        elif lp is not None and lp.thinking_blob:
+            reason = self._misspelling(lp.thinking_blob, chosen.thinking, "reasoning's soft labels", "thinking")
+            if reason:
+                chosen = replace(chosen, logprobs=replace(lp, thinking_blob="", thinking_tokens=0),
+                                 soft_labels_refused=reason)
+        context = chosen.context_logprobs
+        if context is not None and self._misspelling(context.blob, chosen.text, "context soft labels", "text"):
+            chosen = replace(chosen, context_logprobs=None)
+        return chosen
+
+    def _misspelling(self, blob: str, text: str, labels: str, part: str) -> str:
+        """Why the blob's token bytes are not `text` ("" when they are, or when it cannot be read)."""
+        if not blob:
+            return ""
+        try:
+            arrays = self.get_logprobs(blob)
+        except StoreError:
+            return ""
+        if arrays.spells(text):
+            return ""
+        got = b"".join(arrays.token_bytes)
+        return (f"the {len(arrays)} tokens of the {labels} spell {len(got)} bytes that are not the chosen's "
+                f"{len(text.encode('utf-8'))}-byte {part}")
 
     def set_excluded(self, row_ids: Iterable[str], excluded: bool, reason: str = "") -> int:
         """Leave rows out of training and export (or bring them back); nothing is deleted. Returns how
@@ -346,12 +403,23 @@ class DatasetStore:
             self._write(session_id, current.state, rows)
         return changed
 
+    def restore(self, session_id: str, file: SessionFile) -> None:
+        """Write a session rebuilt from a damaged file (`salvage.py`) where its file was; the damaged
+        one must have been set aside first (a file that reads is never replaced by this)."""
+        if self._path(session_id).exists():
+            raise StoreError(f"{self._path(session_id)} is still there; set it aside before restoring the session")
+        self._write(session_id, file.state, file.rows)
+
     def set_aside(self, session_id: str) -> Path:
         """Move a session file that cannot be read to sessions/.bad/, out of every command's way."""
         self._require_writable()
         folder = self.sessions_dir / ".bad"
         folder.mkdir(exist_ok=True)
         target = folder / f"{session_id}.json"
+        number = 1
+        while target.exists():  # one set aside before is kept too
+            number += 1
+            target = folder / f"{session_id}.json.{number}"
         self._path(session_id).replace(target)
         self._files.pop(session_id, None)
         return target
@@ -363,7 +431,8 @@ class DatasetStore:
             yield from self._read(sid).rows.values()
 
     def worker_rows(self, session_id: str, step_index: int) -> list[Row]:
-        return worker_rows_of_step(self._read(session_id).rows.values(), step_index)
+        stored = self._read(session_id)
+        return worker_rows_of_step(stored.rows.values(), step_index, step_wording(stored.state, step_index))
 
     def put_logprobs(self, logprobs: TokenLogprobs) -> str:
         self._require_writable()
@@ -375,6 +444,7 @@ class DatasetStore:
     def stats(self) -> DatasetStats:
         rows = list(self.rows())
         kinds = Counter(r.rejected.kind.value for r in rows if r.rejected)
+        chosens = distinct_chosens(rows)
         agents = Counter(r.agent.value for r in rows)
         return DatasetStats(
             sessions=len(self.readable_session_ids()),
@@ -384,9 +454,20 @@ class DatasetStore:
             with_rejected=sum(1 for r in rows if r.rejected),
             with_logprobs=sum(1 for r in rows if r.chosen and r.chosen.logprobs),
             excluded_rows=sum(1 for r in rows if r.excluded),
+            soft_labels_refused=sum(1 for c in chosens if c.soft_labels_refused),
+            chosen_bytes=sum(len(c.text.encode("utf-8")) for c in chosens),
+            labelled_bytes=sum(self._labelled_bytes(c) for c in chosens),
             by_kind={k: kinds.get(k, 0) for k in REJECTED_KINDS},
             by_agent=dict(sorted(agents.items())),
         )
+
+    def _labelled_bytes(self, chosen: Chosen) -> int:
+        if chosen.logprobs is None:
+            return 0
+        try:
+            return self.get_logprobs(chosen.logprobs.blob).labelled_bytes()
+        except (StoreError, OSError, ValueError, KeyError):
+            return 0  # `shake data check` names the blob
 
     # -- snapshot for training ----------------------------------------------------------------
     def snapshot(self, dest: Path) -> SnapshotInfo:
@@ -403,15 +484,15 @@ class DatasetStore:
         lines = []
         for row in rows:
             lines.append(json.dumps(row.to_json(), sort_keys=True, ensure_ascii=False, allow_nan=False))
-            lp = row.chosen.logprobs
-            if lp:
-                target = dest / "blobs" / f"{lp.blob}.npz"
-                if not target.exists():
+            records = (row.chosen.logprobs, row.chosen.context_logprobs)
+            for blob in (b for lp in records if lp for b in (lp.blob, lp.thinking_blob)):
+                target = dest / "blobs" / f"{blob}.npz"
+                if blob and not target.exists():
                     try:
-                        shutil.copyfile(self.blobs.path_for(lp.blob), target)
+                        shutil.copyfile(self.blobs.path_for(blob), target)
                     except FileNotFoundError:
                         raise StoreError(f"session {row.session_id} row {row.row_id}: its log-probability blob "
-                                         f"{lp.blob} is missing; run `shake data check --fix`") from None
+                                         f"{blob} is missing; run `shake data check --fix`") from None
         body = ("\n".join(lines) + "\n") if lines else ""
         atomic_write_text(dest / "rows.jsonl", body)
         sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -441,8 +522,9 @@ class Snapshot:
                 except (SchemaError, ValueError) as err:
                     raise BadDataFile(f"{path}: {err}") from None
 
-    def logprobs(self, row: Row) -> TokenLogprobs | None:
-        lp = row.chosen.logprobs if row.chosen else None
+    def logprobs(self, row: Row, *, context: bool = False) -> TokenLogprobs | None:
+        """The chosen's soft labels: under the row's prompt, or (`context`) under the cycle that produced it."""
+        lp = (row.chosen.context_logprobs if context else row.chosen.logprobs) if row.chosen else None
         if not lp:
             return None
         data = (self.root / "blobs" / f"{lp.blob}.npz").read_bytes()
