@@ -15,9 +15,12 @@ from engine.config import DEFAULT_CONFIG_TOML, Config, config_path, load_config,
 from engine.config_edit import add_teacher
 from engine.errors import AttemptsExhausted, InputError
 from engine.execution import sandbox
+from engine.execution.project import RunSpec, make_spec
 from engine.execution.sanitize import sanitize
 from engine.inputs import bounded_int, check_output, decode_utf8, read_request, read_text
-from engine.session import Session, SessionEvent
+from engine.prompts.echo import echo_reason
+from engine.session import Proposal, Session, SessionEvent
+from engine.session.driver import Decision, Edit, Ending, Feedback, Pause, drive
 from engine.store import DatasetStore
 from engine.store.export import FORMATS, export_dataset, export_hf
 from engine.teachers.discovery import Discovery, describe_model, discover, inspect_source, report_lines, teacher_config
@@ -40,6 +43,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="open each proposal in $EDITOR first: a changed script is the step's accepted output "
                         "(origin user_edit); an unchanged one goes on to the feedback line")
     p.add_argument("--force", action="store_true", help="with --out: replace an existing file")
+    project = p.add_argument_group("project mode", "the script runs inside a read-only copy of its project "
+                                   "(any of these turns it on)")
+    project.add_argument("--project", type=Path, metavar="DIR",
+                         help="the project root (default: the script's git work tree, else its directory)")
+    project.add_argument("--run", metavar="CMD", help='how the script runs, from the project root (default: '
+                         '"python SCRIPT"), e.g. "python report.py --month 3"')
+    project.add_argument("--check", metavar="CMD", help='a check after each clean run, e.g. "pytest -q tests/test_report.py"; '
+                         "its failure is the run's error")
+    project.add_argument("--stdin", type=Path, metavar="FILE", help="a file the run command reads on stdin")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("sessions", help="list saved sessions and their state")
@@ -106,7 +118,7 @@ def add_skip_bad(p: argparse.ArgumentParser) -> None:
 def report_skipped(store: DatasetStore) -> None:
     """Say which files a --skip-bad run left out; never skip silently."""
     for bad in store.bad_files.values():
-        print(f"skipped {bad.path}: {bad.problem}", file=sys.stderr)
+        print(sanitize(f"skipped {bad.path}: {bad.problem}"), file=sys.stderr)
     if store.bad_files:
         print(f"skipped {len(store.bad_files)} bad file(s); `shake data check` lists every problem", file=sys.stderr)
 
@@ -154,6 +166,10 @@ class FeedbackSource:
 
 
 def print_event(event: SessionEvent) -> None:
+    if event.kind == "step":
+        print(sanitize(f"\n== step {event.data['step_index'] + 1}/{event.data['of']}: {event.text}"))
+        sys.stdout.flush()
+        return
     headers = {
         "plan": "== plan",
         "instruction": f"== instruction (cycle {event.data.get('cycle')}, worker: {event.data.get('teacher')})",
@@ -185,12 +201,65 @@ def confirm_label(source: FeedbackSource, cls: Classification) -> Classification
     return cls
 
 
+NO_MORE_FEEDBACK = "no more feedback"
+
+
+class FeedbackReviewer:
+    """`shake session`'s user (engine/session/driver.py `Reviewer`): each proposal's feedback from the
+    file or the terminal, labelled by the analyzer (a terminal may override the label); with `--edit`,
+    the proposal in $EDITOR first, where a changed script is the step's accepted output."""
+
+    def __init__(self, source: FeedbackSource, *, edit: bool) -> None:
+        self.source = source
+        self.edit = edit
+
+    def more(self, session: Session) -> bool:
+        return True
+
+    def review(self, session: Session, proposal: Proposal) -> Decision:
+        if self.edit:
+            from engine.editor import edit_in_editor
+
+            edited = edit_in_editor(proposal.script, name=Path(session.state.script_path).name)
+            if edited.changed:
+                print("== your edit is the step's accepted output (origin user_edit)")
+                return Edit(edited.text)
+            print("== unchanged in the editor: your feedback decides")
+        line = self.source.next_line("feedback> ")
+        if line is None:
+            return Pause(NO_MORE_FEEDBACK)
+        print(f"feedback> {sanitize(line)}")
+        cls = session.classify(line)
+        print(f"== label: {cls.name} ({SOURCES.get(cls.source, cls.source)})")
+        return Feedback(confirm_label(self.source, cls))
+
+    def stalled(self, session: Session, error: AttemptsExhausted) -> Decision:
+        print(f"!! {sanitize(str(error))}")
+        return Pause(str(error))
+
+
+def project_spec(args: argparse.Namespace) -> RunSpec | None:
+    """Project mode's settings, checked before anything is written; None when none was given."""
+    given = [flag for flag in ("project", "run", "check", "stdin") if getattr(args, flag) is not None]
+    if not given:
+        return None
+    if args.resume:
+        raise InputError(f"--{given[0]} belongs to a new session; a resumed session runs as it was started")
+    if args.script is None:
+        return None  # the missing script is said below
+    spec, exposure = make_spec(args.script, project=args.project, run=args.run, check=args.check, stdin=args.stdin)
+    print(f"== project {spec.root}: {exposure.summary()}")
+    print(f"   run: {spec.run_text}" + (f"; check: {spec.check_text}" if spec.check else ""))
+    return spec
+
+
 def cmd_session(args: argparse.Namespace) -> int:
     config = load_config()
     source = FeedbackSource(args.feedback)
     request = read_request(args.request, args.request_file)
     if args.out:
         check_output(args.out, force=args.force)
+    spec = project_spec(args)
     with DatasetStore(config.data_dir) as store:
         pool = TeacherPool(config)
         try:
@@ -201,76 +270,58 @@ def cmd_session(args: argparse.Namespace) -> int:
                 if args.script is None or request is None:
                     raise InputError("give a SCRIPT and --request TEXT (or --request-file PATH), "
                                      "or --resume SESSION_ID")
-                session = Session.start(store, pool, config, args.script, request)
+                session = Session.start(store, pool, config, args.script, request, project=spec)
                 print(f"== session {session.id}")
-            if session.status == "planning":
-                session.plan(emit=print_event, max_steps=args.max_steps)
-            while session.status != "done":
-                index = session.step_index
-                print(f"\n== step {index + 1}/{len(session.steps)}: {sanitize(session.step_text)}")
-                try:
-                    proposal = session.propose(emit=print_event)
-                except AttemptsExhausted as err:
-                    print(f"!! {err}")
-                    return EXIT_PAUSED
-                if args.edit and edit_proposal(session, proposal.script):
-                    continue
-                line = source.next_line("feedback> ")
-                if line is None:
-                    print(f"\n== no more feedback; session {session.id} is saved. "
-                          f"Resume it with: shake session --resume {session.id}")
-                    return EXIT_PAUSED
-                print(f"feedback> {sanitize(line)}")
-                cls = session.classify(line)
-                print(f"== label: {cls.name} ({SOURCES.get(cls.source, cls.source)})")
-                cls = confirm_label(source, cls)
-                session.apply_feedback(cls, emit=print_event)
+            outcome = drive(session, FeedbackReviewer(source, edit=args.edit), print_event, max_steps=args.max_steps)
+            if outcome.ending == Ending.STALLED:
+                return EXIT_PAUSED
+            if outcome.ending == Ending.PAUSED:
+                print(f"\n== {outcome.reason}; session {session.id} is saved. "
+                      f"Resume it with: shake session --resume {session.id}")
+                return EXIT_PAUSED
             print("\n== finished script")
             if args.out:
                 check_output(args.out, force=args.force)  # again: the session may have taken hours
                 args.out.write_text(session.current_script, encoding="utf-8")
-                print(f"written to {args.out}")
+                print(f"written to {sanitize(str(args.out))}")
             else:
                 print(sanitize(session.current_script.rstrip("\n")))
             stats = store.stats()
-            print(f"== dataset: {stats.rows} rows ({stats.complete_rows} complete) in {config.data_dir}")
+            print(sanitize(f"== dataset: {stats.rows} rows ({stats.complete_rows} complete) in {config.data_dir}"))
             return 0
         finally:
             pool.close()
 
 
-def edit_proposal(session: Session, script: str) -> bool:
-    """`--edit`: the proposal in $EDITOR; a changed script is accepted as the user's edit (True)."""
-    from engine.editor import edit_in_editor
-
-    edited = edit_in_editor(script, name=Path(session.state.script_path).name)
-    if not edited.changed:
-        print("== unchanged in the editor: your feedback decides")
-        return False
-    session.accept_user_edit(edited.text, emit=print_event)
-    print("== your edit is the step's accepted output (origin user_edit)")
-    return True
-
-
 def cmd_sessions(args: argparse.Namespace) -> int:
     config = load_config()
     if not (config.data_dir / "sessions").is_dir():
-        print(f"no sessions in {config.data_dir}")
+        print(sanitize(f"no sessions in {config.data_dir}"))
         return 0
     with read_store(config, args) as store:
         ids = store.readable_session_ids()
         if not ids:
-            print(f"no sessions in {config.data_dir}")
+            print(sanitize(f"no sessions in {config.data_dir}"))
         for sid in ids:
             state = store.load_state(sid)
-            accepted = sum(1 for s in state.steps if s.status == "accepted")
-            print(f"{sid}  {state.status:<8}  {accepted}/{len(state.steps)} steps  "
-                  f"{Path(state.script_path).name}: {state.request[:60]}")
+            skipped = f" ({state.skipped_steps} skipped)" if state.skipped_steps else ""
+            # the request and the script's name are the user's text, read back from the file: sanitized
+            print(sanitize(f"{sid}  {state.status:<8}  {state.done_steps}/{len(state.steps)} steps{skipped}  "
+                           f"{Path(state.script_path).name}: {state.request[:60]}"))
         report_skipped(store)
     return 0
 
 
 # -- data -------------------------------------------------------------------------------------
+def coverage_line(stats) -> str:
+    """The share of chosen bytes that carry soft labels, and the chosens whose offered labels were refused."""
+    line = (f"soft labels on {stats.soft_label_coverage:.1%} of chosen bytes "
+            f"({stats.labelled_bytes} of {stats.chosen_bytes})")
+    if stats.soft_labels_refused:
+        line += f"; {stats.soft_labels_refused} chosen(s) refused soft labels that did not spell their text"
+    return line
+
+
 def cmd_data_stats(args: argparse.Namespace) -> int:
     config = load_config()
     with read_store(config, args) as store:
@@ -279,13 +330,14 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats.as_dict()))
         return 0
-    print(f"dataset at {config.data_dir}")
+    print(sanitize(f"dataset at {config.data_dir}"))
     print(f"  sessions            {stats.sessions}")
     print(f"  rows                {stats.rows}")
     print(f"  complete (chosen)   {stats.complete_rows}")
     print(f"  pending (no chosen) {stats.pending_rows}")
     print(f"  with rejected       {stats.with_rejected}")
     print(f"  with logprobs       {stats.with_logprobs}")
+    print(f"  {coverage_line(stats)}")
     print(f"  excluded            {stats.excluded_rows}")
     for agent, count in stats.by_agent.items():
         print(f"    agent {agent:<17}{count}")
@@ -310,33 +362,33 @@ def cmd_data_export(args: argparse.Namespace) -> int:
                 from engine.student.loader import load_tokenizer  # the trainer's own student loader
 
                 tokenizer = load_tokenizer(args.student or "")
-            if args.out is None:  # the JSONL itself on stdout, nothing else, so that it pipes
+            if args.out is None:  # the JSONL itself on stdout, the report on stderr, so that it pipes
                 if args.format == "parquet":
                     raise InputError("parquet is binary and is not written to standard output; give --out FILE")
-                try:
-                    report = export_dataset(store, None, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
-                except BrokenPipeError:  # `shake data export | head`: the reader has what it wanted
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                else:
-                    if report.without_soft_labels:
-                        print(f"shake: {without_soft_labels(report)}", file=sys.stderr)
+                # A reader that goes away (`| head`) raises BrokenPipeError out of here: the command
+                # ends with 141, so that `set -o pipefail` sees the export was cut.
+                report = export_dataset(store, None, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
+                for line in left_out(report):
+                    print(f"shake: {line}", file=sys.stderr)
                 report_skipped(store)
                 return 0
             report = export_dataset(store, args.out, args.format, paired_only=args.paired_only, tokenizer=tokenizer)
             where = f"{args.out} ({args.format})"
         report_skipped(store)
-    excluded = f"; left out {report.excluded} excluded row(s)" if report.excluded else ""
-    without = f"; {without_soft_labels(report)}" if report.without_soft_labels else ""
-    print(f"wrote {report.rows} rows to {where}{excluded}{without}")
+    print("; ".join([f"wrote {report.rows} rows to {sanitize(where)}", *left_out(report)]))
     return 0
 
 
+def left_out(report) -> list[str]:
+    """What an export did not write, one phrase each: said whether it went to a file or to stdout."""
+    out = [f"left out {report.excluded} excluded row(s)"] if report.excluded else []
+    return out + ([without_soft_labels(report)] if report.without_soft_labels else [])
+
+
 def without_soft_labels(report) -> str:
-    """Axolotl's KD format indexes the student's vocabulary with the teacher's ids, so a step whose
-    teacher tokens are not the student's own tokenization of the text cannot go there (a grammar-
-    constrained answer spells its fixed words in pieces). `shake train` aligns those by bytes instead."""
-    return (f"left out {report.without_soft_labels} accepted step(s) whose soft labels are not the student "
-            f"tokenizer's own tokens (shake train aligns them by bytes)")
+    """The steps the Axolotl export leaves out: no position of the student's tokens got the teacher's soft
+    labels (none recorded under the row's prompt, or none that map onto the student's vocabulary)."""
+    return f"left out {report.without_soft_labels} accepted step(s) with no soft labels for the student's tokens"
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -347,13 +399,16 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         with DatasetStore(config.data_dir) as store:
             fixed = fix_data(store)
         for line in fixed.actions:
-            print(f"fixed: {line}")
-        print(f"backup of the data before the fix: {fixed.backup}")
-    problems = check_data(config.data_dir)
+            print(sanitize(f"fixed: {line}"))  # file names in sessions/ are anyone's choice
+        print(sanitize(f"backup of the data before the fix: {fixed.backup}"))
+    problems = check_data(config.data_dir, echo=echo_reason)
     for problem in problems:
-        print(json.dumps(problem.as_dict()) if args.json else problem.line())
+        print(json.dumps(problem.as_dict()) if args.json else sanitize(problem.line()))
     if not args.json:
-        print(f"{len(problems)} problem(s) in {config.data_dir}" if problems else f"no problems in {config.data_dir}")
+        with DatasetStore(config.data_dir, writable=False, skip_bad=True) as store:
+            print(coverage_line(store.stats()))
+        print(sanitize(f"{len(problems)} problem(s) in {config.data_dir}" if problems
+                       else f"no problems in {config.data_dir}"))
     return 1 if problems else 0
 
 
@@ -372,8 +427,8 @@ def cmd_data_rescore(args: argparse.Namespace) -> int:
             report = rescore(store, teacher, top_logprobs=tcfg.top_logprobs, progress=print)
     finally:
         pool.close()
-    print(f"rescored {report.scored_steps} steps ({report.rows_updated} rows) with '{name}'; "
-          f"{report.skipped_steps} already had its log-probabilities")
+    print(sanitize(f"rescored {report.scored_steps} steps ({report.rows_updated} rows) with '{name}'; "
+                   f"{report.skipped_steps} already had its log-probabilities"))
     return 0
 
 
@@ -396,13 +451,13 @@ def cmd_teachers(args: argparse.Namespace) -> int:
         else:
             where = f"{t.model} @ {t.host or 'default host'}"
         status = "ok" if problem is None else f"UNAVAILABLE: {problem}"
-        print(f"{name:<16} {t.backend:<9} {where}  [{', '.join(agents)}]  {status}")
+        print(sanitize(f"{name:<16} {t.backend:<9} {where}  [{', '.join(agents)}]  {status}"))  # a server's words
     pool.close()
     return 0 if all(p is None for p in report.values()) else 1
 
 
 def print_discovery(config: Config, found: Discovery, *, as_json: bool = False) -> int:
-    print(json.dumps(dataclasses.asdict(found)) if as_json else "\n".join(report_lines(config, found)))
+    print(json.dumps(dataclasses.asdict(found)) if as_json else sanitize("\n".join(report_lines(config, found))))
     return 0
 
 
@@ -412,10 +467,11 @@ def cmd_teachers_add(args: argparse.Namespace) -> int:
     found = inspect_source(args.source, args.host)
     comment = f"added by `shake teachers add` from {found.source}: " + describe_model(found)
     after = add_teacher(config.config_path, teacher_config(found, args.name), force=args.force, comment=comment)
-    print(f"teacher '{args.name}' ({found.kind}: {found.model} at {found.host}, n_ctx {found.n_ctx}) written to "
-          f"{config.config_path}; the worker's teachers: {' -> '.join(after.agents['worker'])}")
+    print(sanitize(f"teacher '{args.name}' ({found.kind}: {found.model} at {found.host}, n_ctx {found.n_ctx}) written "
+                   f"to {config.config_path}; the worker's teachers: {' -> '.join(after.agents['worker'])}"))
     if found.logprobs != "yes":
-        print(f"note: log-probabilities {found.logprobs}; {found.logprobs_note or 'rows may carry the hard label only'}")
+        print(sanitize(f"note: log-probabilities {found.logprobs}; "
+                       f"{found.logprobs_note or 'rows may carry the hard label only'}"))
     return 0
 
 
@@ -431,15 +487,15 @@ def cmd_config(args: argparse.Namespace) -> int:
             raise InputError(f"cannot create {path.parent}: {err.strerror}") from None
         check_output(path, force=args.force, what="the config file")
         path = write_default_config(path, overwrite=args.force)
-        print(f"wrote {path}")
+        print(sanitize(f"wrote {path}"))
         return 0
     config = load_config()
     exists = "" if config.config_path.exists() else " (not present: defaults apply)"
-    print(f"config file: {config.config_path}{exists}")
-    print(f"data dir:    {config.data_dir}")
-    print(f"teachers:    {', '.join(config.teachers)}")
+    print(sanitize(f"config file: {config.config_path}{exists}"))
+    print(sanitize(f"data dir:    {config.data_dir}"))
+    print(sanitize(f"teachers:    {', '.join(config.teachers)}"))
     for agent, names in config.agents.items():
-        print(f"  {agent:<9} {' -> '.join(names)}")
+        print(sanitize(f"  {agent:<9} {' -> '.join(names)}"))
     first, *more = sandbox.describe(config.runner.sandbox)
     print(f"sandbox:     {first}")
     for line in more:

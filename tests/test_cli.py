@@ -111,7 +111,7 @@ def test_output_with_no_code_pauses_the_session_and_writes_no_row(shake_env, cap
         )
         rc, out, _ = run_cli(["session", str(good), "--request", "x", "--feedback", "/dev/null"], capsys)
     assert rc == 3
-    assert "malformed worker output: the worker's answer has no ```python code block" in out
+    assert "teacher 'o' gave no proposal that runs (malformed: the worker's answer has no ```python code block" in out
     assert "shake session --resume" in out
     assert no_rows(shake_env)
     rc, out, _ = run_cli(["sessions"], capsys)

@@ -91,7 +91,7 @@ def test_wording_varies_and_is_reproducible():
 def test_an_episode_with_a_scripted_worker_and_an_analyzer_that_errs(shake_env, tmp_path):
     from engine.config import load_config
     from engine.store import DatasetStore
-    from engine.tasks.episode import run_episode
+    from engine.session.episode import run_episode
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher, worker_answer
 
@@ -126,7 +126,7 @@ def test_an_episode_with_a_scripted_worker_and_an_analyzer_that_errs(shake_env, 
 def test_a_killed_episode_resumes_its_session(shake_env, tmp_path):
     from engine.config import load_config
     from engine.store import DatasetStore
-    from engine.tasks.episode import run_episode
+    from engine.session.episode import run_episode
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher, worker_answer
 
@@ -139,7 +139,7 @@ def test_a_killed_episode_resumes_its_session(shake_env, tmp_path):
     def kill(review, label):
         raise Killed()
 
-    first = ScriptedTeacher("a", {"worker": [worker_answer(task.script)]})
+    first = ScriptedTeacher("a", {"worker": [worker_answer(task.script + "print(\"still wrong\")\n")]})  # a change, not the fix
     with DatasetStore(config.data_dir) as store:
         with pytest.raises(Killed):
             run_episode(store, TeacherPool(config, extra={"a": first, "b": first}), config, task, tmp_path / "w",
@@ -156,7 +156,7 @@ def test_a_failed_task_is_fixed_by_the_user_when_asked(shake_env, tmp_path, user
     the teacher's failures become rejected rows of a step whose chosen is the user's edit."""
     from engine.config import load_config
     from engine.store import DatasetStore
-    from engine.tasks.episode import run_episode
+    from engine.session.episode import run_episode
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher, worker_answer
 
@@ -187,7 +187,7 @@ def test_a_stalled_task_is_written_by_the_user_when_asked(shake_env, tmp_path):
     with no rejected."""
     from engine.config import load_config
     from engine.store import DatasetStore
-    from engine.tasks.episode import run_episode
+    from engine.session.episode import run_episode
     from engine.teachers.pool import TeacherPool
     from helpers import ScriptedTeacher
 

@@ -301,3 +301,51 @@ def test_skip_and_edit_a_step_and_the_stall_says_why(store, config, script_file)
     assert all(r.chosen is None for r in store.rows(session.id))  # a skipped step is never trained on
     with pytest.raises(InputError):
         resumed.edit_step("   ")
+
+
+def test_a_reworded_step_starts_a_new_prompt_and_its_old_rows_never_get_the_new_chosen(store, config, script_file):
+    """Issue #23 item 6: `E` rewords the step. The error row written under the old words pairs the old
+    instruction with a failing script; the accepted script answers the new words, so it is the chosen of
+    the rows of the new prompt only, and the old row keeps its words (`step`) and no chosen."""
+    from engine.store.check import check_data
+
+    session, a, _ = make_session(store, config, script_file, {
+        "planner": ["1. Add a goodbye line"],
+        "lead": ["Add a goodbye line.", "Fix the ValueError.", "Print goodbye with an exclamation mark."],
+        "worker": [worker_answer(FAILING), worker_answer(A), worker_answer(C)],
+    })
+    session.plan()
+    assert session.propose().script == A  # cycle 1 failed (an error row), cycle 2 waits for review
+    session.edit_step("Say goodbye loudly")
+    assert session.status == "working" and session.pending_proposal() is None  # A answered the old words
+    proposal = session.propose()
+    assert proposal.script == C and proposal.step == "Say goodbye loudly"
+    session.apply_feedback(Classification("accepted", "user", "good"))
+    old, new = sorted(store.rows(session.id), key=lambda r: r.cycle)
+    assert old.step == "Add a goodbye line" and old.rejected.script == FAILING and old.chosen is None
+    assert "Say goodbye loudly" not in old.prompt.chat()[-1]["content"]
+    assert new.step == "Say goodbye loudly" and "Say goodbye loudly" in new.prompt.chat()[-1]["content"]
+    assert new.rejected is None and new.chosen.script == C  # the new words had no rejection: one row, rejected empty
+    assert store.worker_rows(session.id, 0) == [new]
+    assert check_data(config.data_dir) == []
+
+
+def test_a_stalled_step_reworded_then_written_by_the_user_gets_a_prompt_in_the_new_words(store, config, script_file):
+    """After `E` on a stall, `e`: no cycle ran under the new words, so the user's script gets the prompt a
+    cycle without a lead instruction sends; the failed attempts (old words) keep no chosen."""
+    from engine.store.check import check_data
+
+    session, _, _ = make_session(store, config, script_file, {"worker": [worker_answer(FAILING)] * 2},
+                                 {"worker": [worker_answer(FAILING)] * 2})
+    session.plan()
+    with pytest.raises(AttemptsExhausted):
+        session.propose()
+    failed = list(store.rows(session.id))
+    session.edit_step("Print goodbye")
+    session.accept_user_edit(A)
+    rows = list(store.rows(session.id))
+    assert all(r.chosen is None for r in rows if r.row_id in {f.row_id for f in failed})
+    (mine,) = [r for r in rows if r.chosen is not None]
+    assert mine.step == "Print goodbye" and mine.rejected is None and mine.chosen.script == A
+    assert "Print goodbye" in mine.prompt.chat()[-1]["content"]
+    assert check_data(config.data_dir) == []

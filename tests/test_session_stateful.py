@@ -105,7 +105,8 @@ class SessionMachine(RuleBasedStateMachine):
         script = self.tmp / "script.py"
         script.write_text("print('start')\n")
         self.open_store()
-        self.session = Session.start(self.store, self.pool, self.config, script, "count things")
+        self.session = Session.start(self.store, self.pool, self.config, script,
+                                     "First count things. Then count more. Then count again.")
         self.session.plan()
 
     def open_store(self):
@@ -203,7 +204,7 @@ class SessionMachine(RuleBasedStateMachine):
             return
         want, position = expected_rows(self.events, workers=self.workers, switch_after=self.switch,
                                        side_chain=self.mode == "side-chain", kd_teacher="a" if self.kd else None,
-                                       students={"s1"}, steps=STEPS)
+                                       students={"s1"}, steps=STEPS, start_script="print('start')\n")
         got = []
         for r in self.store.rows():
             if not r.is_worker:

@@ -27,8 +27,11 @@ from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from engine.agents.analyzer import Classification
 from engine.errors import AttemptsExhausted, GenerationCancelled, ShakeError
+from engine.execution.project import RunSpec
 from engine.execution.sanitize import sanitize
 from engine.session import EventSink, Proposal, Session, SessionEvent
+from engine.session.driver import Decision, Edit, Feedback, Skip
+from engine.session.driver import apply as apply_decision
 from tui.session_view import SessionView, plural
 from tui.widgets.banner import Banner
 from tui.widgets.diff import DiffPane
@@ -79,6 +82,7 @@ class SessionScreen(Screen):
         Binding("d", "copy_diff", "Copy diff", id="session.copy_diff", show=False),
         Binding("x", "copy_script", "Copy script", id="session.copy_script", show=False),
         Binding("l", "copy_log", "Copy log", id="session.copy_log", show=False),
+        Binding("h", "hide_hint", "Hide the teachers hint", id="session.hide_hint", show=False),
     ]
 
     # -- what the engine workers report ------------------------------------------------------
@@ -135,6 +139,13 @@ class SessionScreen(Screen):
         view: SessionView | None
 
     @dataclass
+    class Reworded(Message):
+        """The step has new words and a new prompt; `dropped`: the proposal that waited answered the old ones."""
+
+        view: SessionView
+        dropped: bool
+
+    @dataclass
     class Failed(Message):
         """An error the user must see; the session is as it was saved last."""
 
@@ -180,15 +191,34 @@ class SessionScreen(Screen):
             self.show_idle_banner()
 
     def show_idle_banner(self) -> None:
-        """No session: what the user can do, and whether unfinished sessions wait."""
+        """No session: what the user can do, whether unfinished sessions wait, and what to install first
+        where scripts cannot run here."""
         text = "No session. ctrl+n starts one (or `shake app SCRIPT -r REQUEST`)"
         waiting = self.app.unfinished_sessions
         if waiting:
             text += f"; F5 lists {plural(len(waiting), 'unfinished session')} to resume"
+        problem = self.app.sandbox_problem
+        if problem:
+            self.query_one(Banner).say(Text(f"{text}.\nScripts cannot run yet: {sanitize(problem)}; then start "
+                                            "shake again."), "error")
+            return
         self.query_one(Banner).say(text + ".")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that mean nothing now leave the footer (as in Posting and lazygit: the footer shows what
+        can be done here), so that the focused pane's own keys (the diff's, the log's) fit at 120
+        columns. Esc is shown while there is something to leave or stop; ctrl+g is not shown while the
+        engine works, nor while a proposal waits for review (it would show the same proposal again)."""
+        if action == "cancel":
+            return bool(self.busy or self.query_one("#log-search", Input).display
+                        or isinstance(self.focused, FeedbackInput))
+        if action == "propose":
+            return not self.busy and (self.view is None or self.view.status != "review")
+        return True
 
     # -- status -------------------------------------------------------------------------------
     def refresh_status(self) -> None:
+        self.refresh_bindings()  # the footer follows the status (see `check_action`)
         status = self.query_one(StatusBar)
         status.teachers = self.app.teacher_summary
         status.rows = self.app.dataset_rows()
@@ -210,7 +240,7 @@ class SessionScreen(Screen):
         self.query_one("#request", Static).update(Text(f"Request: {sanitize(view.request)}"))
 
     # -- starting and resuming ----------------------------------------------------------------
-    async def start(self, script: Path, request: str) -> None:
+    async def start(self, script: Path, request: str, project: RunSpec | None = None) -> None:
         """A new session: nothing of the previous one stays on screen."""
         if self.busy:
             self.app.notify("The engine is busy; Esc cancels what it is doing", severity="warning")
@@ -218,7 +248,7 @@ class SessionScreen(Screen):
         await self._forget_session()
         self.query_one(Banner).say(f"Planning: the planner splits the request for {Path(script).name} "
                                              "into steps…")
-        self._launch(self.start_session, script, request)
+        self._launch(self.start_session, script, request, project)
 
     async def resume(self, session: Session) -> None:
         """Show a saved session as it stands and wait for the user (ctrl+g continues)."""
@@ -298,11 +328,11 @@ class SessionScreen(Screen):
         self.post_message(self.ProposalReady(proposal, self._view()))
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
-    def start_session(self, script: Path, request: str) -> None:
+    def start_session(self, script: Path, request: str, project: RunSpec | None = None) -> None:
         app = self.app
 
         def operation(cancel, emit, on_token) -> None:
-            self.session = Session.start(app.store, app.pool, app.config, script, request)
+            self.session = Session.start(app.store, app.pool, app.config, script, request, project=project)
             self.post_message(self.Started(self.session, self._view()))
             self.session.plan(emit=emit, cancel=cancel)
             self._propose_and_report(cancel, emit, on_token)
@@ -320,10 +350,11 @@ class SessionScreen(Screen):
 
         self._run("the analyzer reads your feedback", operation)
 
-    def _change_then_propose(self, what: str, change: Callable[[EventSink], None]) -> None:
-        """A change to the session (a label, an edit, a skip), then the next proposal unless it is done."""
+    def _change_then_propose(self, what: str, decision: Decision) -> None:
+        """The user's decision (a label, an edit, a skip) carried out by the session driver, as the CLI and
+        the task episodes carry theirs out, then the next proposal unless the session is done."""
         def operation(cancel, emit, on_token) -> None:
-            change(emit)
+            apply_decision(self.session, decision, emit)
             if self.session.status != "done":
                 self._propose_and_report(cancel, emit, on_token)
 
@@ -331,22 +362,23 @@ class SessionScreen(Screen):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def apply_label(self, classification: Classification) -> None:
-        self._change_then_propose("recording feedback",
-                                  lambda emit: self.session.apply_feedback(classification, emit=emit))
+        self._change_then_propose("recording feedback", Feedback(classification))
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def accept_edit(self, script: str) -> None:
         """The user's own edit is the step's accepted output (origin `user_edit`)."""
-        self._change_then_propose("recording your edit", lambda emit: self.session.accept_user_edit(script, emit=emit))
+        self._change_then_propose("recording your edit", Edit(script))
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def skip(self) -> None:
-        self._change_then_propose("skipping the step", lambda emit: self.session.skip_step(emit=emit))
+        self._change_then_propose("skipping the step", Skip())
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def reword_step(self, text: str) -> None:
         def operation(cancel, emit, on_token) -> None:
+            dropped = self.session.status == "review"
             self.session.edit_step(text)
+            self.post_message(self.Reworded(self._view(), dropped))
 
         self._run("saving the step's text", operation)
 
@@ -354,6 +386,7 @@ class SessionScreen(Screen):
     @on(Busy)
     def on_busy(self, message: Busy) -> None:
         self.busy = True
+        self.refresh_bindings()
         self.query_one(StatusBar).activity = message.what
 
     @on(Idle)
@@ -388,6 +421,10 @@ class SessionScreen(Screen):
             live.note(event.text)
             if event.kind in ("failed", "switch"):
                 self.app.notify(event.text, severity="warning")
+        elif event.kind == "candidate":
+            live.note(event.text)
+            if event.data.get("kind") == "ok" and event.data.get("script") is not None:
+                await self.preview_candidate(event)
         elif event.kind in ("accepted", "skipped"):
             self.app.notify(event.text)
         elif event.kind == "done":
@@ -399,6 +436,20 @@ class SessionScreen(Screen):
         self.view = message.view
         self.query_one(Banner).clear()
         await self.show_proposal(message.proposal)
+        self.refresh_status()
+
+    @on(Reworded)
+    async def on_reworded(self, message: Reworded) -> None:
+        self.view = message.view
+        step = message.view.current_step
+        said = f"Step {step.number if step else '?'} has new words: the next cycle starts a new prompt from them"
+        if message.dropped:
+            await self.query_one(DiffPane).clear()
+            said += "; the proposal answered the old words and is dropped"
+        if message.view.status == "stalled":  # the stall and its keys stay in the banner
+            self.app.notify(said + ".")
+        else:
+            self.query_one(Banner).say(said + ". ctrl+g continues.")
         self.refresh_status()
 
     @on(Classified)
@@ -443,6 +494,17 @@ class SessionScreen(Screen):
         # The diff has the focus, so that n / p / s / d act on it at once; i starts typing feedback.
         self.query_one(DiffPane).focus()
 
+    async def preview_candidate(self, event: SessionEvent) -> None:
+        """The first candidate that runs is shown at once, while the others are sampled; the best of
+        them comes for review (engine/session/candidates.py)."""
+        view = self._view()
+        if view is None:
+            return
+        index, of, more = event.data.get("index", 0), event.data.get("of", 1), event.data.get("remaining", 0)
+        await self.query_one(DiffPane).show(view.current_script, event.data["script"])
+        coming = f"; {plural(more, 'more candidate')} coming, the best of them comes for review" if more else ""
+        self.query_one(Banner).say(f"Candidate {index + 1} of {of} runs (its diff is shown){coming}.")
+
     async def show_finished(self) -> None:
         view = self._view()
         if view is None:
@@ -451,8 +513,10 @@ class SessionScreen(Screen):
         await self.query_one(DiffPane).show(view.original_script, view.current_script)
         self.query_one(TabbedContent).active = "tab-diff"
         self.query_one(DiffPane).focus()
+        finished = ("Every step is accepted" if not view.skipped_steps else
+                    f"The session is finished: {view.progress} (a skipped step is not done)")
         self.query_one(Banner).say(
-            f"Every step is accepted. w saves the script to {view.script_path.name} (with a diff and a backup), "
+            f"{finished}. w saves the script to {view.script_path.name} (with a diff and a backup), "
             "W saves it elsewhere, x copies it.", "success")
 
     # -- feedback -----------------------------------------------------------------------------
@@ -481,6 +545,7 @@ class SessionScreen(Screen):
         if search.display:
             search.display = False
             self.query_one(RunLog).focus()
+            self.refresh_bindings()
             return
         if self.busy:
             self.cancel_event.set()
@@ -497,7 +562,7 @@ class SessionScreen(Screen):
     def action_propose(self) -> None:
         if self.session is None:
             self.app.notify("No session: ctrl+n starts one", severity="warning")
-        elif self.busy:
+        elif self.busy:  # the palette can ask while the footer hides it
             self.app.notify("The engine is already working", severity="warning")
         elif self.session.status == "done":
             self.app.notify("Every step is accepted: w saves the script, ctrl+n starts a new session")
@@ -542,6 +607,7 @@ class SessionScreen(Screen):
         search = self.query_one("#log-search", Input)
         search.display = True
         search.focus()
+        self.refresh_bindings()
 
     @on(Input.Submitted, "#log-search")
     def on_search(self, event: Input.Submitted) -> None:
@@ -569,6 +635,11 @@ class SessionScreen(Screen):
             return
         self.app.copy_to_clipboard(text)
         self.app.notify(f"Copied the {what} to the clipboard ({plural(len(text.splitlines()), 'line')})")
+
+    def action_hide_hint(self) -> None:
+        hint = self.query_one(DiscoveryHint)
+        if hint.display:
+            hint.action_dismiss()
 
     def action_focus_feedback(self) -> None:
         self.query_one(FeedbackInput).focus()
@@ -608,6 +679,7 @@ class SessionScreen(Screen):
 
         def decided(take: bool | None) -> None:
             if take:
+                self.query_one(Banner).clear()  # the stall (or the cheat guard's warning) is answered
                 self._launch(self.accept_edit, edited.text)
 
         if stalled:
@@ -616,9 +688,11 @@ class SessionScreen(Screen):
         else:
             title, rows, button = ("Your edit of the proposal",
                                    "the proposal it replaces is stored as a Further-edit row", "Accept my edit")
+        name = self.session_script_name()
+        names = (f"{'current script' if stalled else 'proposal'}: {name}", f"your edit: {name}")
         self.app.push_screen(ConfirmDiffScreen(
             title, f"Accepting makes your script the step's output ({rows}): the dataset learns from your fix.",
-            base, edited.text, button), decided)
+            base, edited.text, button, names=names), decided)
 
     def session_script_name(self) -> str:
         return SessionView.of(self.session.state).script_path.name or "script.py"
@@ -639,7 +713,8 @@ class SessionScreen(Screen):
                 self._launch(self.reword_step, text)
 
         self.app.push_screen(AskTextScreen(f"Step {step.number}: what should it do?", step.text,
-                                           "The next instruction follows the new wording (rows keep their prompt). "
+                                           "The step starts a new prompt in the new words; the rows so far answer the old ones and are "
+                                           "never given its accepted script. "
                                            "Enter keeps it · Esc leaves it as it was"), kept)
 
     def action_skip_step(self) -> None:
