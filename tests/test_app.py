@@ -194,7 +194,12 @@ def test_snapshot_new_session(snap_compare, shake_env, fixed_ids, theme, monkeyp
 
 
 # -- snapshots of the screens added for issues #15 and #17 ----------------------------------------
-def quiet(app):
+async def quiet(pilot, app):
+    """The screen as it settles: every worker done (a diff or a folder listing computed in the background
+    renders late on a loaded machine), animations over, the cursors still and no toasts."""
+    await app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
     for widget in app.screen.query("Input, TextArea"):
         widget.cursor_blink = False
     app.clear_notifications()
@@ -218,7 +223,7 @@ def test_snapshot_save(snap_compare, shake_env, fixed_ids, theme, monkeypatch):
         await pilot.press("w")
         await wait_for(pilot, on_screen(app, "SaveScreen"))
         await pilot.pause(0.3)
-        quiet(app)
+        await quiet(pilot, app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
 
@@ -233,7 +238,7 @@ def test_snapshot_stalled(snap_compare, shake_env, fixed_ids, theme):
         await wait_for(pilot, status_is(app, "stalled"))
         await pilot.press("1")
         await pilot.pause(0.3)
-        quiet(app)
+        await quiet(pilot, app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
 
@@ -260,7 +265,7 @@ def test_snapshot_first_start_hint(snap_compare, shake_env, fixed_ids, theme):
         app.post_message(ShakeApp.TeachersFound(found_on_this_machine(), True))
         await wait_for(pilot, lambda: app.session_screen.query_one("#discovery-hint").display)
         await pilot.pause(0.2)
-        quiet(app)
+        await quiet(pilot, app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
 
@@ -284,7 +289,8 @@ async def open_your_edit(pilot, app):
     from tui.screens.ask import ConfirmDiffScreen
 
     app.push_screen(ConfirmDiffScreen("Your edit of the proposal", "Accepting makes your script the step's output.",
-                                      A, 'print("hello")\nprint("bye, by hand")\n', "Accept my edit"))
+                                      A, 'print("hello")\nprint("bye, by hand")\n', "Accept my edit",
+                                      names=("proposal: hello.py", "your edit: hello.py")))
 
 
 async def open_step_text(pilot, app):
@@ -310,6 +316,6 @@ def test_snapshot_dialog(snap_compare, shake_env, fixed_ids, theme, dialog):
         await opener(pilot, app)
         await wait_for(pilot, on_screen(app, screen))
         await pilot.pause(0.2)
-        quiet(app)
+        await quiet(pilot, app)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

@@ -65,8 +65,8 @@ async def test_the_hint_stays_until_dismissed(shake_env, ollama):
     app, _ = make_app(shake_env, {}, script=False, check_ollama=True)
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, lambda: hint_of(app).display and app.focused is not None)
-        await pilot.press("x")
-        assert not hint_of(app).display
+        await pilot.press("h")  # issue #23 item 5: h (x is the session screen's Copy script)
+        await wait_for(pilot, lambda: not hint_of(app).display)
     app, _ = make_app(shake_env, {}, script=False, check_ollama=True)
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, lambda: app.discovery is not None)

@@ -93,18 +93,18 @@ async def test_save_as_writes_another_file_and_leaves_the_original(shake_env):
 
 # -- 2. quitting --------------------------------------------------------------------------------
 async def test_ctrl_q_during_generation_cancels_it_at_once_and_writes_nothing_after(shake_env):
-    # The worker streams a long answer slowly, as a local 7B model does.
+    # The worker streams a long answer slowly, as a local 7B model does (~30 s for all of it).
     app, teacher = make_app(shake_env, {"worker": [worker_answer(A) * 40]}, delay_s=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: any(agent == "worker" for agent, _ in teacher.calls))
+        await wait_for(pilot, lambda: teacher.streamed > 0)
         rows_before = sum(1 for _ in app.store.rows())
-        started = time.monotonic()
         await pilot.press("ctrl+q")
         engine = [w for w in app.workers if w.group == "engine"]
-        while any(not w.is_finished for w in engine) and time.monotonic() - started < 5:
+        while any(not w.is_finished for w in engine):  # a hang is pytest-timeout's to report
             await asyncio.sleep(0.01)
-        ended_after = time.monotonic() - started
-    assert ended_after < 1.0, f"the engine kept working {ended_after:.2f} s after ctrl+q"
+    # at once: the generation was stopped by its cancel event, mid-answer (checked before every token),
+    # instead of running to the end of the answer
+    assert teacher.cancelled == 1 and teacher.streamed < len(worker_answer(A) * 40) // 4
     assert app.return_code == 0
     with DatasetStore(shake_env / "data") as store:
         assert sum(1 for _ in store.rows()) == rows_before
@@ -267,7 +267,8 @@ async def test_typing_in_the_file_tree_after_a_pick_goes_to_the_request(shake_en
         await pilot.press("ctrl+n")
         await wait_for(pilot, on_screen(app, "NewSessionScreen"))
         tree = app.screen.query_one("#picker")
-        assert app.focused is tree
+        assert app.focused.id == "script-path"  # issue #23 item 4: the path box first, as its label says
+        tree.focus()
         await wait_for(pilot, lambda: tree.cursor_node is not None and len(tree.root.children) > 0)
         for i, node in enumerate(tree.root.children):
             if str(node.label).endswith("hello.py"):
@@ -289,12 +290,12 @@ async def test_trainer_settings_are_checked_remembered_and_passed_to_the_run(sha
         app.screen.query_one("#field-lam").value = "-1"
         app.screen.query_one("#field-max_steps").value = "ten"
         await pilot.press("ctrl+r")
-        error = app.screen.query_one("#train-settings-error")
-        assert "is not a whole number" in rendered(error)
+        assert "is not a whole number" in rendered(app.screen.query_one("#help-max_steps"))
         assert app.focused.id == "field-max_steps"
         app.screen.query_one("#field-max_steps").value = "10"
         await pilot.press("ctrl+r")
-        assert "--lam must be >= 0" in rendered(error)
+        # issue #23 item 8: next to the field, in the form's words (not the flag's)
+        assert "“λ (odds-ratio weight)” must be >= 0" in rendered(app.screen.query_one("#help-lam"))
         app.screen.query_one("#field-lam").value = "0.5"
         app.screen.query_one("#field-lr").value = "1e-4"
         await pilot.press("ctrl+r")
@@ -385,7 +386,7 @@ async def test_the_dataset_can_be_filtered_and_a_wrong_row_excluded_and_brought_
         with DatasetStore(shake_env / "data", writable=False) as store:  # a reader beside the app's writer
             excluded = {r.row_id: r.excluded for r in store.rows()}
         assert excluded[row_id] is not None and excluded[row_id].reason == "excluded in the app"
-        assert "excluded" in str(table.get_row_at(0)[8])
+        assert "excluded" in str(table.get_row_at(0)[6])
         await pilot.press("x")  # undone: nothing was deleted
         with DatasetStore(shake_env / "data", writable=False) as store:
             assert all(r.excluded is None for r in store.rows())
@@ -458,7 +459,7 @@ async def test_a_new_session_shows_planning_and_nothing_of_the_previous_one(shak
         await wait_for(pilot, status_is(app, "review"))
         assert "proposal by a" in rendered(app.session_screen.query_one("#status"))
         teacher.delay_s = 0.2  # the next planner answers slowly
-        await app.session_screen.start(shake_env / "hello.py", "print it twice")
+        await app.session_screen.start(shake_env / "hello.py", "print it twice, then say bye")  # planned
         await pilot.pause(0.1)
         assert "Planning" in app.session_screen.query_one("#banner").text
         assert "No session" not in screen_text(app)
@@ -532,13 +533,16 @@ async def test_help_shows_keys_as_the_footer_does_and_names_are_not_confused(sha
 
 
 def footer_cut(app, width: int) -> list[str] | None:
-    """The descriptions of the footer's keys that end past `width`; None while the footer is not laid
-    out yet (a screen switch recomposes it, and on a loaded machine that takes more than a frame)."""
+    """The descriptions of the footer's keys that end past `width` or run under the palette key docked
+    at its right; None while the footer is not laid out yet (a screen switch recomposes it, and on a
+    loaded machine that takes more than a frame)."""
     footers = list(app.screen.query("Footer"))
     keys = list(footers[0].query("FooterKey")) if footers else []
     if not keys or any(k.region.width == 0 for k in keys):
         return None
-    return [k.description for k in keys if k.region.right > width]
+    palette = [k.region.x for k in keys if k.has_class("-command-palette")]
+    end = min([width, *palette])
+    return [k.description for k in keys if not k.has_class("-command-palette") and k.region.right > end]
 
 
 async def assert_footer_fits(pilot, app, width: int, what: str) -> None:

@@ -56,12 +56,26 @@ STREAMING = textwrap.dedent("""
     from tui.app import ShakeApp
     from tui.cli import run_app
 
+    class Slow(ScriptedTeacher):
+        def generate(self, *args, **kwargs):
+            gen = super().generate(*args, **kwargs)
+            if self.agent_of(args[0]) == "worker":
+                Path({streamed!r}).write_text("the worker's answer streamed to its end")
+            return gen
+
     config = load_config()
-    slow = ScriptedTeacher("a", {{"worker": [worker_answer('print("hello")\\n' * 400)]}}, delay_s=0.02)
+    # 1,516 tokens, 0.05 s each: over a minute to stream the whole answer
+    slow = Slow("a", {{"worker": [worker_answer('print("hello")\\n' * 400)]}}, delay_s=0.05)
     pool = TeacherPool(config, extra={{"a": slow, "b": ScriptedTeacher("b")}})
     script = Path({script!r})
     sys.exit(run_app(ShakeApp(script, "say it many times", config=config, pool=pool, check_ollama=False)))
 """)
+
+
+def streaming_app(script: Path, streamed: Path) -> str:
+    """The child's code: the app with a worker that streams its answer for over a minute, and writes
+    `streamed` if it ever gets to the end of it (an app that waits for the answer does)."""
+    return STREAMING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script), streamed=str(streamed))
 
 
 REVIEWING = textwrap.dedent("""
@@ -158,21 +172,20 @@ def test_ctrl_q_while_a_worker_streams_ends_the_process_at_once(terminal_env, sh
     # Issue #15 item 2: "ctrl+q during generation shows a blank screen for 25-54 s".
     script = shake_env / "hello.py"
     script.write_text('print("hello")\n')
-    code = STREAMING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script))
-    term = Terminal(code, terminal_env)
+    streamed = shake_env / "streamed-to-the-end"
+    term = Terminal(streaming_app(script, streamed), terminal_env)
     try:
         assert term.wait_for(b"worker:", timeout=60), "the worker never streamed"
         term.read_for(0.5)
-        started = time.monotonic()
         term.type(b"\x11")  # ctrl+q
-        assert term.exited_within(10), "the app did not exit"
-        took = time.monotonic() - started
+        assert term.exited_within(60), "the app did not exit"
     finally:
         term.close()
     assert term.status == 0
-    # Within a second on an idle machine (benchmarks/bench_app.py measures it); generous here, where the
-    # test machine may be loaded: the point is that the streaming answer (8 s more) is not waited for.
-    assert took < 3.0, f"the app took {took:.2f} s to exit"
+    # Within a second on an idle machine (benchmarks/bench_app.py measures it). Checked by what happened,
+    # not by a clock that a loaded machine stretches: the process ended while the worker's answer (over a
+    # minute of it) was still streaming, so the app did not wait for it.
+    assert not streamed.exists(), "the app waited for the worker's answer to finish before exiting"
 
 
 def test_the_editor_gets_the_terminal_and_the_users_edit_is_accepted(terminal_env, shake_env):
@@ -202,3 +215,90 @@ def test_the_editor_gets_the_terminal_and_the_users_edit_is_accepted(terminal_en
     with DatasetStore(shake_env / "data", writable=False) as store:
         (row,) = [r for r in store.rows() if r.agent == "worker"]
     assert row.chosen.script == 'print("mine")\n' and row.chosen.origin == "user_edit"
+
+
+def process_gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody reaped yet counts as gone: it holds no file and no lock)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_closing_the_terminal_of_make_run_ends_the_app_and_releases_the_data_lock(terminal_env, shake_env, tmp_path):
+    # Issue #23 item 2: after `tmux kill-session` the app started by `make run` kept running on the dead
+    # pty (make got the hangup, its child did not) and kept the data directory's lock.
+    from engine.store import DatasetStore
+
+    script = shake_env / "hello.py"
+    script.write_text('print("hello")\n')
+    pid_file = tmp_path / "app.pid"
+    app_code = tmp_path / "app_child.py"
+    app_code.write_text(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                        + streaming_app(script, tmp_path / "streamed-to-the-end"))
+    # A venv as `make run` expects it: its `shake` is this interpreter running the scripted app.
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    shake = venv / "bin" / "shake"
+    shake.write_text(f"#!/bin/sh\nexec {sys.executable} {app_code}\n")
+    shake.chmod(0o755)
+    (venv / ".installed").touch()  # newer than the Makefile and pyproject.toml: nothing to install
+    # `make run` sets up the sandbox first; a stand-in bwrap on PATH keeps that from installing anything.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "bwrap").write_text("#!/bin/sh\nexit 0\n")
+    (tools / "bwrap").chmod(0o755)
+    env = {**terminal_env, "PATH": f"{tools}:{os.environ['PATH']}"}
+    code = ("import os, sys\n"
+            f"os.execvp('make', ['make', '-s', '-C', {str(ROOT)!r}, 'run', 'VENV={venv}'])\n")
+    term = Terminal(code, env)
+    app_pid = None
+    try:
+        assert term.wait_for(b"worker:", timeout=60), "the app never started its session"
+        app_pid = int(pid_file.read_text())
+        assert app_pid != term.pid  # make runs the app as its child, as `make run` does
+        os.close(term.fd)  # the terminal goes away (tmux kill-session, a closed ssh connection)
+        term.fd = os.open(os.devnull, os.O_RDONLY)  # for close() below
+        assert until(lambda: process_gone(app_pid), timeout=20), "the app kept running on the dead terminal"
+    finally:
+        term.close()
+        if app_pid is not None and not process_gone(app_pid):
+            os.kill(app_pid, signal.SIGKILL)
+
+    def lock_free() -> bool:
+        try:
+            DatasetStore(shake_env / "data").close()
+        except Exception:
+            return False
+        return True
+
+    assert until(lock_free, timeout=10), "the data directory is still locked"
+    with DatasetStore(shake_env / "data", writable=False) as store:
+        (session_id,) = store.session_ids()
+        assert store.load_state(session_id).steps  # the session was saved with its plan
+
+
+def test_sighup_ends_the_app_as_quitting_does(terminal_env, shake_env):
+    # Started directly, the hangup reaches the app: it exits through its own quit path (the engine
+    # cancelled, the store closed; exit code 129), not killed where it stands by the default action.
+    script = shake_env / "hello.py"
+    script.write_text('print("hello")\n')
+    streamed = shake_env / "streamed-to-the-end"
+    term = Terminal(streaming_app(script, streamed), terminal_env)
+    try:
+        assert term.wait_for(b"worker:", timeout=60), "the worker never streamed"
+        os.kill(term.pid, signal.SIGHUP)
+        assert term.exited_within(20), "the app did not exit on SIGHUP"
+    finally:
+        term.close()
+    assert term.status == 129 and not streamed.exists()  # the answer was cancelled, not waited for

@@ -91,3 +91,42 @@ def test_the_dataset_filter(query, matches):
 def test_kind_none_and_excluded_yes():
     assert RowFilter.parse("kind:none").matches(row(rejected_kind=""))
     assert RowFilter.parse("excluded:yes").matches(row(excluded="wrong label"))
+
+
+def test_several_files_are_saved_all_or_none_each_with_its_backup(tmp_path, monkeypatch):
+    from tui.script_file import save_all
+
+    script, module = tmp_path / "report.py", tmp_path / "sales.py"
+    script.write_text("import sales\n")
+    module.write_text("def total():\n    return 1\n")
+    new_file = tmp_path / "money.py"
+
+    def plans():
+        return [plan_save(script, "import sales, money\n", session_file=script, started_from="import sales\n"),
+                plan_save(module, "def total():\n    return 2\n", session_file=script, started_from="import sales\n"),
+                plan_save(new_file, "X = 1\n", session_file=script, started_from="import sales\n")]
+
+    real_replace, calls = os.replace, []
+
+    def failing_third(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_third)
+    with pytest.raises(InputError, match="nothing was saved"):
+        save_all(plans(), tmp_path / "backups")
+    monkeypatch.setattr(os, "replace", real_replace)
+    # the two files replaced before the failure have their old text back; no temporary file is left
+    assert script.read_text() == "import sales\n" and module.read_text() == "def total():\n    return 1\n"
+    assert not new_file.exists() and not list(tmp_path.glob(".*.tmp"))
+    stale = plans()
+    module.write_text("edited meanwhile\n")
+    with pytest.raises(InputError, match="sales.py changed on disk"):
+        save_all(stale, tmp_path / "backups2")
+    assert script.read_text() == "import sales\n" and not (tmp_path / "backups2").exists()
+    module.write_text("def total():\n    return 1\n")
+    backups = save_all(plans(), tmp_path / "backups3")
+    assert script.read_text() == "import sales, money\n" and new_file.read_text() == "X = 1\n"
+    assert [b.read_text() if b else None for b in backups] == ["import sales\n", "def total():\n    return 1\n", None]

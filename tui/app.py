@@ -13,6 +13,7 @@ quit; a training run that is going is stopped or left running, as the user says.
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from engine.session import Session
 from engine.store import DatasetStore
 from engine.teachers.pool import TeacherPool
 from tui.background import in_daemon_thread
+from tui.hangup import HANGUP_EXIT_CODE, POLL_INTERVAL_S, terminal_gone
 from tui.session_view import SessionView, plural, saved_sessions, unfinished
 from tui.themes import UIState, load_themes
 from tui.training import TrainingRun, default_train_command, forget, recall, request_stop, shake_command
@@ -81,6 +83,12 @@ class ShakeApp(App):
         status: dict[str, str | None]
 
     @dataclass
+    class SandboxChecked(Message):
+        """Whether scripts can run here: None when the sandbox starts, else why not and the fix."""
+
+        problem: str | None
+
+    @dataclass
     class TeachersFound(Message):
         """Discovery finished: the local servers and the models they offer."""
 
@@ -109,10 +117,19 @@ class ShakeApp(App):
         self.training: TrainingRun | None = recall(self.ui_state)
         self.new_session_draft = None
         self.terminal = None  # the terminal file when `run_app` draws on its own copy (tui/terminal.py)
+        self.hung_up = False  # the terminal went away (tui/hangup.py): the app is exiting
+        self.sandbox_problem: str | None = None  # why scripts cannot run here (bubblewrap missing...)
         for theme in load_themes():
             self.register_theme(theme)
         wanted = self.ui_state.get("theme") or self.config.ui.theme
         self.theme = wanted if wanted in self.available_themes else default_of(UIConfig, "theme")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The key of the mode one is in leaves the footer (it would do nothing there), so that the
+        focused pane's keys fit; the other modes' keys stay."""
+        if action == "switch_mode" and parameters and parameters[0] == self.current_mode:
+            return False
+        return True
 
     @property
     def session_screen(self):
@@ -125,10 +142,13 @@ class ShakeApp(App):
 
     # -- start-up -----------------------------------------------------------------------------
     def on_mount(self) -> None:
+        self.watch_terminal()
         self.theme_changed_signal.subscribe(self, lambda theme: self.ui_state.set("theme", theme.name))
         if self.config.ui.keys:
             self.set_keymap(self.config.ui.keys)
         self.check_teachers()
+        if self.config.runner.sandbox == "bwrap":
+            self.check_sandbox()
         if self.check_ollama:
             self.find_teachers(show_hint=self.ui_state.get(HINT_KEY) != "dismissed")
         if self.training is not None:
@@ -154,6 +174,35 @@ class ShakeApp(App):
         self.store.close()
         self.pool.close()
 
+    # -- the terminal going away ----------------------------------------------------------------
+    def watch_terminal(self) -> None:
+        """On a real terminal: SIGHUP, or the terminal found hung up, ends the app (see tui/hangup.py)."""
+        fd = getattr(self._driver, "fileno", None)
+        if self.is_headless or not isinstance(fd, int):
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or no signals here: the poll below still sees the hangup
+        output = getattr(self._driver, "_file", None)
+
+        def look() -> None:
+            if terminal_gone(fd) or getattr(output, "broken", False):
+                self.hang_up()
+
+        self.set_interval(POLL_INTERVAL_S, look)
+
+    def hang_up(self) -> None:
+        """The terminal is gone: exit as quitting does, without asking anything (nobody can answer); a
+        training run keeps running, as when the user quits and leaves it."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        screen = self.session_screen
+        if screen is not None:
+            screen.cancel_engine()
+        self.exit(return_code=HANGUP_EXIT_CODE)
+
     @property
     def teacher_summary(self) -> str:
         marks = []
@@ -172,6 +221,21 @@ class ShakeApp(App):
     async def check_teachers(self) -> None:
         """Health-check every teacher (in a thread that quitting does not wait for)."""
         self.post_message(self.TeachersChecked(await in_daemon_thread(self.pool.health)))
+
+    @work(exclusive=True, group="sandbox", exit_on_error=False)
+    async def check_sandbox(self) -> None:
+        """Can bubblewrap start a sandbox here? (it takes a process: in a thread, like the health check)"""
+        from engine.execution.sandbox import probe
+
+        self.post_message(self.SandboxChecked(await in_daemon_thread(probe)))
+
+    @on(SandboxChecked)
+    def on_sandbox_checked(self, message: SandboxChecked) -> None:
+        # A fresh machine's first session must not find out run by run: the first screen says the fix.
+        self.sandbox_problem = message.problem
+        screen = self.session_screen
+        if message.problem and screen is not None and screen.is_mounted and screen.session is None:
+            screen.show_idle_banner()
 
     @on(TeachersChecked)
     def on_teachers_checked(self, message: TeachersChecked) -> None:
@@ -282,7 +346,7 @@ class ShakeApp(App):
             self.config.agents["worker"] = names  # this session's order; the file keeps its own
             self.new_session_draft = None
             await self.switch_mode("session")
-            await self.session_screen.start(request.script, request.request)
+            await self.session_screen.start(request.script, request.request, request.project)
 
         start_dir = self.initial_script.parent if self.initial_script else Path.cwd()
         self.push_screen(NewSessionScreen(self.new_session_draft, start_dir, discover=self.check_ollama), started)
@@ -340,18 +404,34 @@ class ShakeApp(App):
         self.exit()
 
     def get_system_commands(self, screen):
-        """Every binding of the app and of the active screen is a palette command too."""
+        """Every binding of the app, of the active screen and of the other modes' screens is a palette
+        command too: "train" finds the trainer's Train from the session screen (it switches there first)."""
+        from tui.screens.dataset import DatasetScreen
+        from tui.screens.session import SessionScreen
+        from tui.screens.trainer import TrainerScreen
+
         yield from super().get_system_commands(screen)
         seen = set()
-        for owner in (self, screen):
+        owners = [(self, None), (screen, None)]
+        owners += [(cls, mode) for mode, cls in (("session", SessionScreen), ("dataset", DatasetScreen),
+                                                  ("trainer", TrainerScreen)) if not isinstance(screen, cls)]
+        for owner, mode in owners:
             for binding in owner.BINDINGS:
                 if not isinstance(binding, Binding) or not binding.id or binding.id in seen:
                     continue
                 seen.add(binding.id)
                 action = binding.action
                 key = self.get_key_display(Binding(binding.key.split(",")[0], ""))
-                yield SystemCommand(f"{binding.description} ({key})", f"id {binding.id}",
-                                    lambda owner=owner, action=action: self.call_later(self._run_for, owner, action))
+                if mode is None:
+                    yield SystemCommand(f"{binding.description} ({key})", f"id {binding.id}",
+                                        lambda owner=owner, action=action: self.call_later(self._run_for, owner, action))
+                else:
+                    yield SystemCommand(f"{binding.description} ({key}, {mode})", f"id {binding.id}; opens {mode}",
+                                        lambda mode=mode, action=action: self.call_later(self._run_in_mode, mode, action))
+
+    async def _run_in_mode(self, mode: str, action: str) -> None:
+        await self.switch_mode(mode)
+        await self.run_action(action, self.screen)
 
     async def _run_for(self, owner, action: str) -> None:
         await self.run_action(action, owner)

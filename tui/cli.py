@@ -6,8 +6,10 @@ Heavy imports (Textual, torch, transformers) happen inside the subcommand that n
 Whatever happens, the user sees one line, never a traceback: a `ShakeError` (bad input, an
 unreachable teacher) is its own sentence and exit code 2; a reader that closed the pipe early
 (`shake config --defaults | head`) ends the command quietly, as `cat` would (exit 141, a shell's code
-for SIGPIPE); anything else is a bug in shake: one line naming it and the log file that holds the
-traceback (`DATA/logs/crash-*.log`), and exit code 70 (EX_SOFTWARE).
+for SIGPIPE); an ordinary I/O error (a read-only directory, a full disk, standard output on
+/dev/full or closed) is one line naming the path and the system's words, exit code 1; anything else
+is a bug in shake: one line naming it and the log file that holds the traceback
+(`DATA/logs/crash-*.log`), and exit code 70 (EX_SOFTWARE).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 from engine import cli as engine_cli
 from engine.config import default_data_dir, load_config
@@ -26,9 +30,11 @@ from engine.errors import ShakeError
 from engine.execution.sanitize import sanitize
 from engine.logs import LOG_NAME, log_file, route_third_party_output
 
+EXIT_IO = 1
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141
 EXIT_BUG = 70
+STDOUT = "standard output"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +90,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def run_app(app) -> int:
     """Run the app on this terminal (see `tui.terminal`); its exit status."""
+    from tui.hangup import HANGUP_EXIT_CODE
     from tui.terminal import driver_for, own_terminal
 
     log = app.config.data_dir / "app.log"
@@ -92,8 +99,8 @@ def run_app(app) -> int:
             app.driver_class = driver_for(terminal) or app.driver_class
             app.terminal = terminal  # programs the app hands the screen to (the editor) write here too
         app.run()
-    if app.return_code:
-        print(f"shake: the app stopped on an error; details in {log}", file=sys.stderr)
+    if app.return_code and app.return_code != HANGUP_EXIT_CODE:  # after a hangup nobody reads it
+        print(sanitize(f"shake: the app stopped on an error; details in {log}"), file=sys.stderr)
     return app.return_code or 0
 
 
@@ -132,15 +139,56 @@ def _quiet_stdout() -> None:
         pass
 
 
+class NamedStdout:
+    """sys.stdout for a headless command: a write error names standard output (an OSError from the
+    bare file descriptor names nothing, and `shake data export > /dev/full` must say where it failed)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def _named(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, STDOUT) from None
+
+    def write(self, text: str) -> int:
+        return self._named(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._named(self.stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def describe_os_error(err: OSError) -> str:
+    """`PATH: the system's words` (both paths of a rename or a copy), for an I/O error that is not a bug."""
+    words = err.strerror or str(err)
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list):  # copytree's list
+        source, target, why = err.args[0][0]
+        paths, words = [source, target], why
+    return sanitize(f"{' -> '.join(paths)}: {words}" if paths else f"an I/O error: {words}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", cmd_app)
     route_third_party_output(verbose=args.verbose, log_path=log_path)
+    if func is not cmd_app and sys.stdout is None:  # started with `>&-`: every line it prints would vanish
+        print(f"shake: {STDOUT} is closed; send it to a file or /dev/null", file=sys.stderr)
+        return EXIT_IO
+    original = sys.stdout
+    if func is not cmd_app:
+        sys.stdout = NamedStdout(original)
     try:
         code = func(args)
-        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe or a full disk is caught below
         return code
     except ShakeError as err:
         print(f"shake: {sanitize(str(err))}", file=sys.stderr)  # it may quote a file name or a server's reply
@@ -149,13 +197,23 @@ def main(argv: list[str] | None = None) -> int:
         print("\nshake: interrupted; the session state is saved", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        sys.stdout = original
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as err:  # the file system's refusal (permissions, space, a read-only mount), not a bug
+        sys.stdout = original
+        if err.filename == STDOUT:
+            _quiet_stdout()  # what is still buffered would fail again at exit
+        print(f"shake: {describe_os_error(err)}", file=sys.stderr)
+        return EXIT_IO
     except Exception as err:
         log = write_crash_log(err, argv)
         print(f"shake: internal error, a bug in shake ({type(err).__name__}: {sanitize(str(err)[:200])}); "
               f"the traceback is in {log}", file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if isinstance(sys.stdout, NamedStdout):
+            sys.stdout = original
 
 
 if __name__ == "__main__":

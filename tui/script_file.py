@@ -1,4 +1,5 @@
-"""Saving the session's script to disk: the diff against the file, a guard, a backup.
+"""Saving the session's script to disk: the diff against the file, a guard, a backup; several files
+(a script and a sibling module) all or none (`save_all`).
 
 Why a guard: a session can run for an hour, and the user may edit the same file in their editor
 meanwhile. Writing the session's result over it would silently drop that work, so a save first
@@ -14,11 +15,12 @@ import difflib
 import os
 import shutil
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.store.atomic import atomic_write_text
+from engine.store.atomic import fsync_dir
 
 
 def normalized(text: str) -> str:
@@ -71,18 +73,73 @@ def plan_save(target: Path, text: str, *, session_file: Path, started_from: str)
 def save(plan: SavePlan, backup_dir: Path) -> Path | None:
     """Write the plan, keeping the previous file in `backup_dir`; the backup's path (None when there
     was no file). Refuses when the file changed after the plan was made (the diff shown is stale)."""
-    now = read_text_or_none(plan.target)
-    if now != plan.on_disk:
-        raise InputError(f"{plan.target} changed on disk since the diff was shown; look again before saving")
-    backup = None
-    if plan.on_disk is not None:
-        backup_dir.mkdir(parents=True, exist_ok=True)
-        backup = backup_dir / f"{_dt.datetime.now():%Y%m%d-%H%M%S-%f}-{plan.target.name}"
-        shutil.copy2(plan.target, backup)
-    # Written where a symlink points (dotfiles), with the file's own permissions (the temporary
-    # file of an atomic write is created 0600).
-    real = plan.target.resolve()
-    mode = stat.S_IMODE(real.stat().st_mode) if plan.on_disk is not None else 0o644
-    atomic_write_text(real, plan.text)
-    os.chmod(real, mode)
-    return backup
+    return save_all([plan], backup_dir)[0]
+
+
+def save_all(plans: list[SavePlan], backup_dir: Path) -> list[Path | None]:
+    """Write several files (a step's script and a sibling module) all or none, each with its backup.
+
+    Every file is checked against its diff first and nothing is written if one went stale; then each
+    previous file is backed up, each new text is written to a temporary file beside its target, and
+    only then are the temporary files renamed over their targets. If a rename fails, the files
+    already replaced get their backups back (a new file is removed again): no save leaves half a
+    change on disk."""
+    if len({p.target.resolve() for p in plans}) != len(plans):
+        raise InputError("the same file is named twice in one save; nothing was saved")
+    for plan in plans:
+        if read_text_or_none(plan.target) != plan.on_disk:
+            raise InputError(f"{plan.target} changed on disk since the diff was shown; look again before saving")
+    stamp = f"{_dt.datetime.now():%Y%m%d-%H%M%S-%f}"
+    backups: list[Path | None] = []
+    for i, plan in enumerate(plans):
+        backup = None
+        if plan.on_disk is not None:
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{stamp}-{i}-{plan.target.name}" if len(plans) > 1 else f"{stamp}-{plan.target.name}"
+            backup = backup_dir / name
+            shutil.copy2(plan.target, backup)
+        backups.append(backup)
+    staged: list[tuple[Path, str]] = []
+    current = plans[0].target if plans else None
+    try:
+        for plan in plans:
+            current = plan.target
+            # Written where a symlink points (dotfiles), with the file's own permissions (the
+            # temporary file is created 0600).
+            real = plan.target.resolve()
+            mode = stat.S_IMODE(real.stat().st_mode) if plan.on_disk is not None else 0o644
+            fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+            staged.append((real, tmp))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(plan.text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+    except OSError as err:
+        _discard(staged)
+        raise InputError(f"could not write {current}: {err.strerror}; nothing was saved") from None
+    done = 0
+    try:
+        for real, tmp in staged:
+            os.replace(tmp, real)
+            done += 1
+    except OSError as err:
+        for (real, _), backup in zip(staged[:done], backups[:done]):
+            if backup is not None:
+                shutil.copy2(backup, real)
+            else:
+                real.unlink(missing_ok=True)
+        _discard(staged[done:])
+        raise InputError(f"could not replace {staged[done][0]}: {err.strerror}; the files already replaced got "
+                         "their backups back, nothing was saved") from None
+    for directory in {real.parent for real, _ in staged}:
+        fsync_dir(directory)
+    return backups
+
+
+def _discard(staged: list[tuple[Path, str]]) -> None:
+    for _, tmp in staged:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass

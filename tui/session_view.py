@@ -36,6 +36,8 @@ class SessionView:
     cycle: int  # the current step's cycles so far
     failures: int  # failed attempts on the current teacher
     stall: StallInfo | None  # why the current step stalled
+    done_steps: int  # accepted steps (`SessionState.done_steps`: a skipped step is not done)
+    skipped_steps: int
     created_at: str
     updated_at: str
 
@@ -47,7 +49,8 @@ class SessionView:
             id=state.session_id, status=state.status.value, request=state.request,
             script_path=Path(state.script_path), original_script=state.original_script,
             current_script=state.current_script, steps=steps, step_index=state.step_index, cycle=step.cycle,
-            failures=step.failures, stall=step.stall, created_at=state.created_at, updated_at=state.updated_at,
+            failures=step.failures, stall=step.stall, done_steps=state.done_steps,
+            skipped_steps=state.skipped_steps, created_at=state.created_at, updated_at=state.updated_at,
         )
 
     @property
@@ -60,15 +63,16 @@ class SessionView:
 
     @property
     def accepted_steps(self) -> int:
-        return sum(1 for s in self.steps if s.status == "accepted")
+        return self.done_steps
 
     @property
     def progress(self) -> str:
-        """`step 2/3`, `planning`, `done 3/3`."""
+        """`step 2/3`, `planning`, `done 3/3`, `done 2/3, 1 skipped` (as `shake sessions` counts them)."""
         if self.status == "planning" or not self.steps:
             return "planning"
         if self.finished:
-            return f"done {len(self.steps)}/{len(self.steps)}"
+            skipped = f", {self.skipped_steps} skipped" if self.skipped_steps else ""
+            return f"done {self.done_steps}/{len(self.steps)}{skipped}"
         return f"step {self.step_index + 1}/{len(self.steps)}"
 
 

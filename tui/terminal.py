@@ -40,6 +40,8 @@ def own_terminal(log_path: Path) -> Iterator[IO[str] | None]:
     finally:
         try:
             terminal.flush()
+        except OSError:
+            pass  # the terminal is gone (tui/hangup.py): nothing left to show
         finally:
             os.dup2(terminal.fileno(), 2)
             terminal.close()
@@ -66,9 +68,11 @@ def driver_for(terminal: IO[str]):
         return None
     from textual.drivers.linux_driver import LinuxDriver
 
+    from tui.hangup import DeadTerminalSafe
+
     class TerminalDriver(LinuxDriver):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
-            self._file = terminal
+            self._file = DeadTerminalSafe(terminal)
 
     return TerminalDriver

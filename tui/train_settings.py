@@ -86,8 +86,17 @@ def parse(values: dict[str, str]) -> dict[str, object]:
     except TrainError as err:
         message = str(err)
         culprit = next((f.name for f in form_fields() if f.flag in message), "")
-        raise SettingsError(culprit, message) from None
+        raise SettingsError(culprit, in_form_words(message)) from None
     return typed
+
+
+def in_form_words(message: str) -> str:
+    """The trainer's message with its flags as the form labels them (`--max-steps >= 0` reads
+    `“steps (0: from epochs)” must be >= 0`): the form shows labels, not flags."""
+    for field in sorted(form_fields(), key=lambda f: len(f.flag), reverse=True):
+        message = message.replace(field.flag, f"“{field.label}”")
+    return message.replace("” >=", "” must be >=").replace("” >", "” must be >").replace(
+        "must be must be", "must be")
 
 
 def to_args(typed: dict[str, object]) -> list[str]:

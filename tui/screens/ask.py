@@ -52,18 +52,20 @@ class ConfirmDiffScreen(ModalScreen[bool]):
         Binding("ctrl+r", "answer(True)", "Accept", id="confirm.accept"),
     ]
 
-    def __init__(self, title: str, note: str, before: str, after: str, accept_label: str) -> None:
+    def __init__(self, title: str, note: str, before: str, after: str, accept_label: str, *,
+                 names: tuple[str, str]) -> None:
         super().__init__()
         self.title_text, self.note = title, note
         self.before, self.after = before, after
         self.accept_label = accept_label
+        self.names = names  # the two sides' titles, as the user knows them: `proposal: hello.py`
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-diff", classes="dialog"):
             yield Label(self.title_text, classes="pane-title")
             yield Static(Text(self.note), classes="dim-text")
             with VerticalScroll(id="confirm-diff-body"):
-                yield DiffView("proposal/script.py", "your edit/script.py", sanitize(self.before), sanitize(self.after),
+                yield DiffView(*self.names, sanitize(self.before), sanitize(self.after),
                                split=False, annotations=True)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.accept_label} (ctrl+r)", variant="primary", id="confirm-accept")

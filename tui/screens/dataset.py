@@ -69,7 +69,9 @@ class DatasetScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(RowTable)
-        table.add_columns("session", "step", "cycle", "agent", "rejected", "chosen", "teacher", "logprobs", "training")
+        # "training" before the teacher and the logprobs: at 80 columns the last columns are cut, and
+        # whether a row is in or excluded is what `x` changes (a teacher's name can be long)
+        table.add_columns("session", "step", "cycle", "agent", "rejected", "chosen", "training", "teacher", "logprobs")
         self.action_reload()
         table.focus()
 
@@ -80,25 +82,28 @@ class DatasetScreen(Screen):
         store = self.app.store
         self.rows = [RowView.of(row) for row in store.rows()]
         self.show_counts()
-        self.fill()
+        self.fill(keep_cursor=True)
 
     def fill(self, keep_cursor: bool = False) -> None:
+        """Show the rows that match the filter. Rows are keyed by their id, not their place: a row whose
+        session changed moves in the store's order, and the cursor must stay on the row it was on."""
         table = self.query_one(RowTable)
-        cursor = table.cursor_row if keep_cursor else 0
+        keep = self.current.row_id if keep_cursor and self.current is not None else None
         table.clear()
         self.shown = [row for row in self.rows if self.filter.matches(row)]
-        for i, row in enumerate(self.shown):
+        for row in self.shown:
             table.add_row(row.session_id, str(row.step_number) if row.step_number else "plan", str(row.cycle),
-                          row.agent, row.rejected_kind or "—", "yes" if row.accepted else "pending", row.teacher,
-                          str(row.logprob_tokens) if row.logprob_tokens else "—",
-                          Text(f"excluded: {row.excluded}", style="bold") if row.excluded else "in", key=str(i))
+                          row.agent, row.rejected_kind or "—", "yes" if row.accepted else "pending",
+                          Text(f"excluded: {row.excluded}", style="bold") if row.excluded else "in", row.teacher,
+                          str(row.logprob_tokens) if row.logprob_tokens else "—", key=row.row_id)
         if not self.filter.empty:
             self.query_one("#dataset-counts", Static).update(Text(
                 f"{plural(len(self.shown), 'row')} of {len(self.rows)} match the filter (Esc clears it)"))
         if self.shown:
-            cursor = min(cursor, len(self.shown) - 1)
+            ids = [row.row_id for row in self.shown]
+            cursor = ids.index(keep) if keep in ids else 0
             table.move_cursor(row=cursor)
-            self.show_row(cursor)
+            self.show_row(self.shown[cursor])
         else:
             self.current = None
             for part in ("prompt", "chosen", "rejected"):
@@ -106,11 +111,12 @@ class DatasetScreen(Screen):
 
     @on(DataTable.RowHighlighted)
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key and event.row_key.value is not None:
-            self.show_row(int(event.row_key.value))
+        row = next((r for r in self.shown if r.row_id == event.row_key.value), None) if event.row_key else None
+        if row is not None:
+            self.show_row(row)
 
-    def show_row(self, index: int) -> None:
-        row = self.current = self.shown[index]
+    def show_row(self, row: RowView) -> None:
+        self.current = row
         rejected = (f"[{row.rejected_kind}]\n{sanitize(row.rejected)}" if row.rejected_kind
                     else "(none: accepted on the first cycle)")
         self.query_one("#detail-prompt", Static).update(Text(sanitize(row.prompt)))

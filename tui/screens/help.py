@@ -38,17 +38,24 @@ def all_bindings(app) -> list[tuple[str, str, str, str]]:
               ("dataset", DatasetScreen), ("dataset", RowTable), ("trainer", TrainerScreen),
               ("trainer settings", TrainSettingsScreen), ("quit", QuitScreen)]
     keymap = getattr(app, "_keymap", {}) or {}
-    rows = []
+    rows, seen = [], set()
     for where, owner in owners:
         for b in owner.BINDINGS:
-            if isinstance(b, Binding) and b.id:
+            # one row per id: a pane that shows its screen's keys in the footer (the diff, the run log)
+            # binds them under the screen's ids
+            if isinstance(b, Binding) and b.id and b.id not in seen:
+                seen.add(b.id)
                 key = keymap.get(b.id) or b.key_display or b.key
                 rows.append((where, key_display(app, key), b.id, b.description or b.action))
     return rows
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close", id="help.close")]
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close", id="help.close"),
+        # The help key closes what it opened: the same binding id, so that one remap moves both.
+        Binding("f1,question_mark", "dismiss", "Close", id="app.help", show=False),
+    ]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):

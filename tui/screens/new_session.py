@@ -1,8 +1,11 @@
-"""New session: pick a script, type the change request, pick the worker's teachers.
+"""New session: pick a script, type the change request, pick the worker's teachers; optionally, project
+mode (the project root, the run command, the check command; engine/execution/project.py), checked when
+Start is pressed so that a bad one is one line on screen and nothing is written.
 
 The form keeps what was typed: closing it (Esc) and opening it again brings the draft back. Focus
-goes file → request → teachers → Start; keys typed where text cannot go (the file tree after a pick,
-the teacher list) go to the request instead of being lost. ctrl+r starts from anywhere (ctrl+enter
+starts on the script's path (or on the request when the script is known) and goes path → file tree →
+request → teachers → Start; keys typed where text cannot go (the file tree after a pick, the teacher
+list) go to the request instead of being lost, spaces included (see `ForwardsTyping`). ctrl+r starts from anywhere (ctrl+enter
 too where the terminal reports it: tmux and xterm send plain Enter for it).
 """
 
@@ -20,6 +23,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Footer, Input, Label, TextArea
 
 from typing import TYPE_CHECKING
+
+from engine.errors import InputError
+from engine.execution.project import RunSpec, make_spec
 from tui.widgets.teacher_picker import TeacherChoice, TeacherList, TeacherPicker
 from tui.widgets.typing import ForwardsTyping
 
@@ -34,6 +40,9 @@ class NewSessionDraft:
     script: str = ""
     request: str = ""
     choices: list[TeacherChoice] = field(default_factory=list)
+    project: str = ""  # project mode: all three empty = the script runs alone
+    run: str = ""
+    check: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class NewSessionRequest:
     script: Path
     request: str
     teachers: tuple[TeacherChoice, ...]  # ticked, in order; a `found` one is added to the config first
+    project: RunSpec | None = None  # project mode, checked
 
 
 class PythonTree(ForwardsTyping, DirectoryTree):
@@ -101,6 +111,10 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
                     yield Label("Script (type a path, or pick one below)")
                     yield Input(self.draft.script, placeholder="path/to/script.py", id="script-path")
                     yield PythonTree(self.start_dir, id="picker")
+                    yield Label("Project mode (optional)")
+                    yield Input(self.draft.project, placeholder="project root (default: git root)", id="project-root")
+                    yield Input(self.draft.run, placeholder="run: python report.py --month 3", id="run-command")
+                    yield Input(self.draft.check, placeholder="check: pytest -q tests/test_x.py", id="check-command")
                 with Vertical(id="request-column"):
                     yield Label("Change request")
                     yield TextArea(self.draft.request, id="request-text")
@@ -112,10 +126,11 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # The path box first, as its label says: what the user types goes where they see it go.
         if self.draft.script.strip():
             self.query_one("#request-text", TextArea).focus()
         else:
-            self.query_one("#picker", PythonTree).focus()
+            self.query_one("#script-path", Input).focus()
         if self.discover:
             self.find_teachers()
 
@@ -143,10 +158,25 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
         request.insert(message.text)
 
     @on(Input.Changed, "#script-path")
+    @on(Input.Changed, "#project-root")
+    @on(Input.Changed, "#run-command")
+    @on(Input.Changed, "#check-command")
     @on(TextArea.Changed, "#request-text")
     def save_draft(self) -> None:
         self.draft.script = self.query_one("#script-path", Input).value
         self.draft.request = self.query_one("#request-text", TextArea).text
+        self.draft.project = self.query_one("#project-root", Input).value
+        self.draft.run = self.query_one("#run-command", Input).value
+        self.draft.check = self.query_one("#check-command", Input).value
+
+    def project_spec(self, script: Path) -> RunSpec | None:
+        """Project mode as typed, checked (InputError: one line); None when its fields are empty."""
+        project, run, check = (self.draft.project.strip(), self.draft.run.strip(), self.draft.check.strip())
+        if not (project or run or check):
+            return None
+        spec, _ = make_spec(script, project=Path(project).expanduser() if project else None,
+                            run=run or None, check=check or None)
+        return spec
 
     @on(Input.Submitted, "#script-path")
     def path_entered(self) -> None:
@@ -174,7 +204,13 @@ class NewSessionScreen(ModalScreen[NewSessionRequest | None]):
             self.notify("Tick at least one teacher for the worker (space)", severity="warning")
             self.query_one(TeacherList).focus()
             return
-        self.dismiss(NewSessionRequest(path, request, teachers))
+        try:
+            spec = self.project_spec(path)
+        except InputError as err:
+            self.notify(str(err), severity="error", timeout=10)
+            self.query_one("#run-command" if "command" in str(err) else "#project-root", Input).focus()
+            return
+        self.dismiss(NewSessionRequest(path, request, teachers, spec))
 
     @on(Button.Pressed, "#cancel")
     def action_close(self) -> None:

@@ -29,6 +29,7 @@ class SessionsScreen(ModalScreen[str | None]):
         with Vertical(id="sessions", classes="dialog"):
             yield Label("", id="sessions-title", classes="pane-title")
             yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="sessions-empty", classes="placeholder")
             yield Static("Enter resumes the session under the cursor (it waits for you: ctrl+g continues) · "
                          "a shows finished sessions too · Esc closes", classes="dim-text")
         yield Footer(compact=True)
@@ -55,6 +56,13 @@ class SessionsScreen(ModalScreen[str | None]):
         if self.show_all:
             title += f" · {plural(len(self.views), 'session')} in all"
         self.query_one("#sessions-title", Label).update(title)
+        empty = self.query_one("#sessions-empty", Static)
+        empty.display = not shown
+        if not shown:  # an empty table says nothing: what there is, and what to do
+            finished = len(self.views) - unfinished
+            empty.update(f"No unfinished session to resume: a shows the {plural(finished, 'finished one')}, "
+                         "ctrl+n starts a new one." if finished and not self.show_all
+                         else "No saved session yet: ctrl+n starts one.")
 
     def action_toggle_all(self) -> None:
         self.show_all = not self.show_all

@@ -1,4 +1,5 @@
-"""The trainer settings form: one line per `shake train` setting, checked before it is kept."""
+"""The trainer settings form: one line per `shake train` setting, checked as it is typed: what the
+trainer would refuse is said on the field's own line, in the form's words."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class TrainSettingsScreen(ModalScreen[dict[str, str] | None]):
                         else:
                             yield Input(value, placeholder=str(field.default) or "(default)",
                                         id=f"field-{field.name}", classes="form-input")
-                        yield Static(Text(field.help), classes="form-help")
+                        yield Static(Text(field.help), classes="form-help", id=f"help-{field.name}")
             yield Static("", id="train-settings-error", classes="warning-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Keep (ctrl+r)", variant="primary", id="train-settings-keep")
@@ -56,18 +57,37 @@ class TrainSettingsScreen(ModalScreen[dict[str, str] | None]):
             out[field.name] = "" if value in (None, Select.BLANK) else str(value)
         return out
 
+    def check(self) -> SettingsError | None:
+        """Check the form as it stands; the problem, if any, is shown next to its field."""
+        try:
+            parse(self.collected())
+            problem = None
+        except SettingsError as err:
+            problem = err
+        for field in form_fields():
+            help_line = self.query_one(f"#help-{field.name}", Static)
+            wrong = problem is not None and problem.field == field.name
+            help_line.update(Text(str(problem) if wrong else field.help))
+            help_line.set_class(wrong, "error-text")
+        bottom = "" if problem is None or problem.field else str(problem)  # one no field owns
+        self.query_one("#train-settings-error", Static).update(Text(bottom))
+        return problem
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def changed(self) -> None:
+        if self.is_mounted:
+            self.check()
+
     @on(Button.Pressed, "#train-settings-keep")
     @on(Input.Submitted)
     def action_keep(self) -> None:
-        values = self.collected()
-        try:
-            parse(values)
-        except SettingsError as err:
-            self.query_one("#train-settings-error", Static).update(Text(str(err)))
-            if err.field:
-                self.query_one(f"#field-{err.field}").focus()
+        problem = self.check()
+        if problem is not None:
+            if problem.field:
+                self.query_one(f"#field-{problem.field}").focus()
             return
-        self.dismiss({k: v for k, v in values.items() if v})
+        self.dismiss({k: v for k, v in self.collected().items() if v})
 
     @on(Button.Pressed, "#train-settings-cancel")
     def action_close(self) -> None:

@@ -169,7 +169,7 @@ class TrainerScreen(Screen):
         self.app.notify("Stopping after the current step (a checkpoint is saved; R resumes)")
 
     def action_resume(self) -> None:
-        if self.run_dir is None or not (self.run_dir / "config.json").exists():
+        if self.run_dir is None or not RunDir(self.run_dir).started:
             self.app.notify("No run to resume", severity="warning")
             return
         if RunDir(self.run_dir).finished:
@@ -306,6 +306,9 @@ class TrainerScreen(Screen):
         if any(p.exists() for p in shown) and not self.evaluating and not self.query_one(
                 "#eval-results", Static).has_class("error-text"):
             self.show_eval(self.held_out_figures(self.run_dir))
+        if not rows and self.running:  # before the first step: what the run is doing, not a bare 0 %
+            phase = RunDir(self.run_dir).read_phase() or "starting the trainer"
+            self.query_one("#speed", Static).update(Text(f"{phase}…"))
         if not rows or len(rows) == self.shown_steps:
             return
         self.shown_steps = len(rows)
@@ -322,11 +325,21 @@ class TrainerScreen(Screen):
         plt.clear_data()
         plt.title("DORPO loss")
         steps = [r["step"] for r in rows]
+        values = []
         for key, label in CURVES:
             ys = [r.get(key) for r in rows]
-            pts = [(s, y) for s, y in zip(steps, ys) if y is not None]
+            pts = [(s, y) for s, y in zip(steps, ys) if isinstance(y, (int, float)) and y == y]
             if pts:
                 plt.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
+                values += [p[1] for p in pts]
+        # Whole steps from 0, and the values' own range from 0: plotext's automatic axes put a single
+        # step at 0.50-1.50 and stretched a flat curve, so the points did not read as the loss shown.
+        plt.xlim(0, max(steps))
+        if len(steps) <= 8:
+            plt.xticks(sorted({0, *steps}))
+        if values:
+            low, high = min(0.0, min(values)), max(values)
+            plt.ylim(low, high + (abs(high - low) * 0.1 or 1.0))
         plot.refresh()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -11,6 +12,14 @@ from engine.execution.sanitize import sanitize
 
 
 class DiffPane(VerticalScroll):
+    # The session screen's diff keys, in the footer while the diff has the focus. They work from every
+    # tab: the screen binds them too, hidden, under the same ids, so one remap under [ui.keys] moves both.
+    BINDINGS = [
+        Binding("s", "screen.toggle_split", "Split", id="session.toggle_split"),
+        Binding("n", "screen.next_change", "Next", id="session.next_change"),
+        Binding("p", "screen.previous_change", "Prev", id="session.previous_change"),
+        Binding("d", "screen.copy_diff", "Copy diff", id="session.copy_diff"),
+    ]
     split: reactive[bool] = reactive(True)
 
     def __init__(self, **kwargs) -> None:

@@ -1,8 +1,9 @@
 """The first-start hint: the teachers in use, the models found on this machine, one key to add one.
 
 Why it stays until dismissed: a toast that vanishes after six seconds is how a user ends up working
-on the 135M default for weeks with a 7B coder pulled in Ollama. The hint is dismissed once (x) and
-the choice is remembered; F6 shows it again.
+on the 135M default for weeks with a 7B coder pulled in Ollama. The hint is dismissed once (h, the
+session screen's key, so that it works wherever the focus is) and the choice is remembered; F6 shows
+it again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class DiscoveryHint(Vertical):
     BINDINGS = [
         # The hint says its keys itself; the footer keeps its room for the screen's.
         Binding("a", "add", "Add teacher", id="discovery.add", show=False),
-        Binding("x", "dismiss", "Dismiss hint", id="discovery.dismiss", show=False),
     ]
 
     @dataclass
@@ -78,12 +78,12 @@ class DiscoveryHint(Vertical):
         keys = self.query_one("#discovery-keys", Static)
         if self.addable:
             keys.update(Text("↑/↓ choose · a or Enter adds it as the worker's first teacher (the others stay as "
-                             "fallbacks) · x dismisses this hint · F6 shows it again"))
+                             "fallbacks) · h hides this hint · F6 shows it again"))
             first = next(i for i, o in enumerate(listing.options) if not o.disabled)
             listing.highlighted = first
         else:
-            keys.update(Text("No model to add. With Ollama: `ollama pull qwen2.5-coder:7b`, then F6 · x dismisses "
-                             "this hint"))
+            keys.update(Text("No model to add. With Ollama: `ollama pull qwen2.5-coder:7b`, then F6 · h hides this "
+                             "hint"))
 
     @property
     def chosen(self) -> FoundModel | None:

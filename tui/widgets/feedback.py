@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
 from engine.agents.analyzer import LABEL_NAMES, Classification
+from engine.execution.sanitize import sanitize
 
 
 class FeedbackInput(Input):
@@ -49,24 +51,34 @@ class LabelConfirm(Static, can_focus=True):
 
     BINDINGS = [
         Binding("enter", "commit", "Commit", tooltip="Commit the label", id="feedback.commit"),
-        # The label line itself names a / r / e; the footer keeps its room for the screen's keys.
+        # The label line itself names a / r / m; the footer keeps its room for the screen's keys. Not `e`
+        # for Further edit: on the session screen `e` opens the editor, and a key means one thing per screen.
         Binding("a", "override('accepted')", "Accepted", id="feedback.accept", show=False),
         Binding("r", "override('redo')", "Redo", id="feedback.redo", show=False),
-        Binding("e", "override('further_edit')", "Further edit", id="feedback.edit", show=False),
+        Binding("m", "override('further_edit')", "Further edit", id="feedback.edit", show=False),
         Binding("escape", "discard", "Discard", id="feedback.discard"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.classification: Classification | None = None
+        self.said = ""  # the feedback being labelled: the input is empty meanwhile, so it is shown here
 
-    def propose(self, classification: Classification) -> None:
-        self.classification = classification
+    def propose(self, classification: Classification, said: str = "") -> None:
+        self.classification, self.said = classification, said
         origin = {"explicit": "from your prefix", "analyzer": "the analyzer's reading",
                   "default": "the analyzer was unsure: safe default"}.get(classification.source, classification.source)
-        self.update(f"Label: {classification.name} ({origin}) — Enter commits · a Accepted · r Redo · e Further edit · Esc discard")
+        self._show(f"Label: {classification.name} ({origin}) — Enter commits · a Accepted · r Redo · m Further edit "
+                   "· Esc discard")
         self.display = True
         self.focus()
+
+    def _show(self, line: str) -> None:
+        text = Text()
+        if self.said:
+            text.append(f"“{sanitize(self.said)}”\n", style="not bold italic")  # the user's words: never markup
+        text.append(line)
+        self.update(text)
 
     def action_commit(self) -> None:
         if self.classification is not None:
@@ -77,7 +89,7 @@ class LabelConfirm(Static, can_focus=True):
         if self.classification is not None:
             c = self.classification
             self.classification = Classification(label, "user" if label != c.label else c.source, c.feedback, c.raw)
-            self.update(f"Label: {LABEL_NAMES[label]} (your choice) — Enter commits · a / r / e change it · Esc discard")
+            self._show(f"Label: {LABEL_NAMES[label]} (your choice) — Enter commits · a / r / m change it · Esc discard")
 
     def action_discard(self) -> None:
         self.classification = None
@@ -98,6 +110,7 @@ class FeedbackBox(Vertical):
     def __init__(self, history: list[str], **kwargs) -> None:
         super().__init__(**kwargs)
         self._history = history
+        self._sent = ""  # the last feedback sent, shown beside its label
 
     def compose(self):
         yield FeedbackInput(self._history, id="feedback-input")
@@ -114,7 +127,8 @@ class FeedbackBox(Vertical):
         box = self.query_one(FeedbackInput)
         box.remember(text)
         box.value = ""
+        self._sent = text
         self.post_message(self.Submitted(text))
 
     def confirm(self, classification: Classification) -> None:
-        self.query_one(LabelConfirm).propose(classification)
+        self.query_one(LabelConfirm).propose(classification, self._sent)

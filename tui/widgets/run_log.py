@@ -16,6 +16,9 @@ class RunLog(WrappedLog):
         Binding("k", "scroll_up", "Up", show=False, id="log.up"),
         Binding("g", "scroll_home", "Top", show=False, id="log.top"),
         Binding("G", "scroll_end", "Bottom", show=False, id="log.bottom"),
+        # The session screen's log keys, in the footer while the log has the focus (see `DiffPane`).
+        Binding("f", "screen.toggle_follow", "Follow", id="session.follow_log"),
+        Binding("slash", "screen.search_log", "Search", id="session.search_log"),
     ]
 
     def __init__(self, **kwargs) -> None:

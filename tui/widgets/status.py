@@ -10,11 +10,12 @@ from tui.session_view import plural
 
 
 class StatusBar(Static):
-    teachers: reactive[str] = reactive("")
-    rows: reactive[int] = reactive(0)
-    attempts: reactive[str] = reactive("")
-    activity: reactive[str] = reactive("idle")
-    author: reactive[str] = reactive("")
+    # layout: a longer line may need the second row the stylesheet allows (80 columns cut it)
+    teachers: reactive[str] = reactive("", layout=True)
+    rows: reactive[int] = reactive(0, layout=True)
+    attempts: reactive[str] = reactive("", layout=True)
+    activity: reactive[str] = reactive("idle", layout=True)
+    author: reactive[str] = reactive("", layout=True)
 
     def render(self) -> Text:
         parts = [f"⚙ {self.activity}", f"teachers: {self.teachers or '…'}", f"dataset: {plural(self.rows, 'row')}"]
