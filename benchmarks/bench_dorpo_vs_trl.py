@@ -31,7 +31,9 @@ What is counted:
 Targets (issue #14): at least 3x TRL's default-config throughput at no more than 0.5x its peak memory,
 and at least 30% of the bf16 matmul peak. `--profile` writes a torch profiler table of two DORPO steps to
 benchmarks/results/dorpo_step_profile.txt (`--rounds 0 --profile`: that table alone, a few minutes).
-Prints one JSON object as its last line.
+`--quick`: one round of 2 steps on a tiny random student (benchmarks/tiny_student.py) and 256x256 matmul
+peaks (a minute: the check that it still runs, tests/test_benchmarks.py; its figures mean nothing).
+Prints one JSON object as its last line, with the keys of `RESULT_KEYS`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STEPS = 5
 ROUNDS = 2
+SIZES = {"full": {"steps": 5, "matmul": 2048, "student": "student"},
+         "quick": {"steps": 2, "matmul": 256, "student": "tiny-student"}}
+SIZE = dict(SIZES["full"])  # this process's sizes (main() sets --quick's, in the children too)
+RESULT_KEYS = ("dorpo_tokens_per_s", "trl_orpo_tokens_per_s", "throughput_ratio", "dorpo_peak_rss_mb",
+               "trl_orpo_peak_rss_mb", "memory_ratio", "dorpo_gflops", "matmul_peak_gflops", "share_of_matmul_peak",
+               "trl_default_tokens_per_s", "trl_default_peak_rss_mb", "throughput_ratio_vs_trl_default",
+               "memory_ratio_vs_trl_default", "matmul_peak_bf16_gflops", "share_of_bf16_peak", "dorpo_model_gflops",
+               "model_flops_share_of_bf16_peak", "precision", "ranges_over_rounds",
+               "throughput_ratio_vs_trl_default_cpu_time", "dorpo_positions_per_token", "rounds", "profile_shares",
+               "load_average", "cpu_count", "targets")
 BATCH = 2
 LORA = dict(r=16, alpha=32, dropout=0.0, targets="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
 TRAINERS = ("dorpo", "trl_default", "trl_fp32")
@@ -187,7 +198,7 @@ def child_dorpo(data_dir: Path, out: Path, student: str, precision: str, profile
     torch.set_num_threads(os.cpu_count())
     chosen = resolve_precision(precision, "cpu")
     model = load_base_model(student, device=torch.device("cpu"), dtype=chosen.dtype)
-    cfg = TrainConfig(student=student, max_steps=STEPS, batch_size=BATCH, lora_r=LORA["r"], lora_alpha=LORA["alpha"],
+    cfg = TrainConfig(student=student, max_steps=SIZE["steps"], batch_size=BATCH, lora_r=LORA["r"], lora_alpha=LORA["alpha"],
                       lora_dropout=LORA["dropout"], lora_targets=LORA["targets"], eval_fraction=0.0,
                       checkpoint_every=10_000, max_length=1024, run_dir=str(out / "run"), lam=0.1, warmup_steps=0,
                       precision=precision)
@@ -223,7 +234,7 @@ def child_dorpo(data_dir: Path, out: Path, student: str, precision: str, profile
     examples, _ = build_examples(Snapshot(out / "run" / "snapshot"), tokenizer, cfg)
     lora_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model_flops = executed_flops = 0.0
-    for step in range(1, STEPS):
+    for step in range(1, SIZE["steps"]):
         batch = collate(micro_batches(examples, cfg, step), tokenizer.pad_token_id)
         m, e = step_flops(config, batch, lora_params, cfg.gradient_checkpointing)
         model_flops, executed_flops = model_flops + m, executed_flops + e
@@ -262,7 +273,7 @@ def child_trl(data_dir: Path, out: Path, student: str, bf16: bool) -> dict:
             step_times.append(time.perf_counter() - self.t)
 
     # TRL's defaults except what makes the runs comparable (rows, batch, steps, lr, λ) or quiet
-    settings = dict(output_dir=str(out / "trl"), per_device_train_batch_size=BATCH, max_steps=STEPS, learning_rate=2e-4,
+    settings = dict(output_dir=str(out / "trl"), per_device_train_batch_size=BATCH, max_steps=SIZE["steps"], learning_rate=2e-4,
                     beta=0.1, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
                     seed=0)
     if not bf16:
@@ -274,29 +285,30 @@ def child_trl(data_dir: Path, out: Path, student: str, bf16: bool) -> dict:
                           peft_config=peft, callbacks=[Timer()])
     # the same token count as DORPO: every non-padding token of both sequences of each row, in order
     order = list(trainer.get_train_dataloader())
-    tokens_per_step = [int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()) for b in order[:STEPS]]
+    tokens_per_step = [int(b["chosen_attention_mask"].sum() + b["rejected_attention_mask"].sum()) for b in order[:SIZE["steps"]]]
     cpu_started = time.process_time()
     with RssSampler() as rss:
         trainer.train()
-    return {"tokens": sum(tokens_per_step[1:STEPS]), "seconds": sum(step_times[1:]), "peak_rss_mb": rss.peak / 2**20,
+    return {"tokens": sum(tokens_per_step[1:SIZE["steps"]]), "seconds": sum(step_times[1:]), "peak_rss_mb": rss.peak / 2**20,
             "cpu_seconds_total": time.process_time() - cpu_started, "bf16": bool(args.bf16),
             "gradient_checkpointing": bool(args.gradient_checkpointing)}
 
 
 def matmul_peaks() -> dict[str, float]:
-    """Best of 5 2048x2048 matmuls, bf16 and fp32, in GFLOP/s (all cores)."""
+    """Best of 5 NxN matmuls (N = 2048, --quick 256), bf16 and fp32, in GFLOP/s (all cores)."""
     import torch
 
     torch.set_num_threads(os.cpu_count())
     best = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        n = SIZE["matmul"]
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b
         top = 0.0
         for _ in range(5):
             started = time.perf_counter()
             a @ b
-            top = max(top, 2 * 2048**3 / (time.perf_counter() - started))
+            top = max(top, 2 * n**3 / (time.perf_counter() - started))
         best[name] = top / 1e9
     return best
 
@@ -304,7 +316,8 @@ def matmul_peaks() -> dict[str, float]:
 def run_child(which: str, tmp: Path, out: Path, precision: str, profile: bool = False) -> dict:
     out.mkdir(parents=True)
     subprocess.run([sys.executable, __file__, "--child", which, "--data", str(tmp / "data"), "--out", str(out),
-                    "--student", str(tmp / "student"), "--precision", precision] + (["--profile"] if profile else []),
+                    "--student", str(tmp / SIZE["student"]), "--precision", precision]
+                   + (["--profile"] if profile else []) + (["--quick"] if SIZE == SIZES["quick"] else []),
                    check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "result.json").read_text())
 
@@ -324,7 +337,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also write a profiler table of two DORPO steps")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the dataset and the converted student here and reuse them (default: a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 steps on a tiny random student: checks "
+                        "that the benchmark runs")
     args = parser.parse_args()
+    if args.quick:
+        SIZE.update(SIZES["quick"])
+        args.rounds = min(args.rounds, 1)
     if args.rounds < 0 or (args.rounds == 0 and not args.profile):
         parser.error("--rounds must be at least 1 (0 only with --profile: the profile table alone)")
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -343,9 +361,14 @@ def main() -> None:
         inputs = args.workdir or tmp
         if not (inputs / "data").exists():
             build_dataset(inputs / "data")
-        if not (inputs / "student").exists():
-            export_student(inputs / "student")
-        for name in ("data", "student"):
+        if not (inputs / SIZE["student"]).exists():
+            if args.quick:
+                from benchmarks.tiny_student import tiny_student
+
+                tiny_student(inputs / SIZE["student"])
+            else:
+                export_student(inputs / SIZE["student"])
+        for name in ("data", SIZE["student"]):
             if inputs != tmp:
                 (tmp / name).symlink_to(inputs.resolve() / name)
         for r in range(args.rounds):

@@ -2,11 +2,14 @@
 
 Rows are realistic: a ~2 KB prompt (instruction + script), a ~2 KB rejected output, and a chosen
 with a 400-token, top-20 log-probability blob; sessions hold 20 rows each. The append goes into a
-session in progress, as in real use. Target: ratio under 2. Prints one JSON object as its last line.
+session in progress, as in real use. Target: ratio under 2. `--quick` runs the same at 20 vs 200
+rows with 5 appends (seconds: the check that the benchmark still runs, tests/test_benchmarks.py).
+Prints one JSON object as its last line, with the keys of `RESULT_KEYS`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -18,23 +21,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.logprobs import TokenLogprob, TokenLogprobs, TopLogprob  # noqa: E402
 from engine.store import DatasetStore  # noqa: E402
+from engine.store.schema import (ChatMessage, Chosen, LogprobRecord, LogprobSource, Prompt, Rejected,  # noqa: E402
+                                 RejectedKind, Row, SessionState, SessionStatus)
+from engine.teachers.base import ModelIdentity  # noqa: E402
 
 ROWS_PER_SESSION = 20
-APPENDS = 40
+SIZES = {"full": (100, 10_000, 40), "quick": (20, 200, 5)}  # (small, large, appends timed)
+RESULT_KEYS = ("rows_small", "rows_large", "append_ms_small", "append_ms_large", "ratio", "target_ratio_max")
 SCRIPT = "def f(x):\n    return x * 2\n\n" * 60
+TEACHER = ModelIdentity("smollm2", "embedded", "model.gguf")
 
 
-def make_row(step: int) -> dict:
-    return {
-        "step_index": step,
-        "step": "Add input validation",
-        "cycle": 1,
-        "prompt": {"messages": [{"role": "system", "content": "You are a programmer."},
-                                {"role": "user", "content": "Instruction: validate.\n" + SCRIPT}],
-                   "instruction": "validate", "script": SCRIPT},
-        "rejected": {"kind": "error", "text": SCRIPT, "reasoning": "r", "script": SCRIPT, "error": "boom"},
-        "chosen": None,
-    }
+def make_row(step: int) -> Row:
+    prompt = Prompt((ChatMessage("system", "You are a programmer."), ChatMessage("user", "Instruction: validate.\n" + SCRIPT)),
+                    "validate", SCRIPT)
+    return Row(step_index=step, step="Add input validation", cycle=1, prompt=prompt,
+               rejected=Rejected(text=SCRIPT, reasoning="r", script=SCRIPT, teacher=TEACHER, cycle=1, created_at="t",
+                                 kind=RejectedKind.ERROR, error="boom"))
+
+
+def state(status: SessionStatus) -> SessionState:
+    return SessionState(script_path="/bench.py", request="validate", original_script=SCRIPT, current_script=SCRIPT,
+                        status=status)
 
 
 def logprobs() -> TokenLogprobs:
@@ -43,34 +51,43 @@ def logprobs() -> TokenLogprobs:
 
 
 def fill(store: DatasetStore, n_rows: int) -> None:
-    blob = store.put_logprobs(logprobs())
-    chosen = {"text": SCRIPT, "script": SCRIPT, "reasoning": "r", "logprobs": {"blob": blob}}
+    scored = logprobs()
+    record = LogprobRecord(blob=store.put_logprobs(scored), n_tokens=len(scored), k=scored.k, has_ids=scored.has_ids,
+                           source=LogprobSource.GENERATION, scorer=TEACHER, prompt_sha=make_row(0).prompt.sha)
+    chosen = Chosen(text=SCRIPT, script=SCRIPT, reasoning="r", teacher=TEACHER, cycle=1, created_at="t", logprobs=record)
     for start in range(0, n_rows, ROWS_PER_SESSION):
-        sid = store.create_session({"status": "done"})
+        sid = store.create_session(state(SessionStatus.DONE))
         store.commit(sid, new_rows=[make_row(i % 4) for i in range(min(ROWS_PER_SESSION, n_rows - start))])
         for step in range(4):
             store.commit(sid, chosen_for_step=(step, chosen))
 
 
-def append_time(n_rows: int) -> float:
+def append_time(n_rows: int, appends: int) -> float:
     with tempfile.TemporaryDirectory() as tmp, DatasetStore(Path(tmp)) as store:
         fill(store, n_rows)
-        sid = store.create_session({"status": "working"})
+        working = state(SessionStatus.WORKING)
+        sid = store.create_session(working)
         store.commit(sid, new_rows=[make_row(0) for _ in range(5)])  # a session in progress
         times = []
-        for i in range(APPENDS):
+        for i in range(appends):
             started = time.perf_counter()
-            store.commit(sid, state={"status": "working", "i": i}, new_rows=[make_row(1)])
+            store.commit(sid, state=working, new_rows=[make_row(1)])
             times.append(time.perf_counter() - started)
         return statistics.median(times)
 
 
-def main() -> None:
-    small = append_time(100)
-    large = append_time(10_000)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the benchmark runs")
+    args = parser.parse_args(argv)
+    n_small, n_large, appends = SIZES["quick" if args.quick else "full"]
+    small = append_time(n_small, appends)
+    large = append_time(n_large, appends)
     print(json.dumps({
-        "append_ms_at_100_rows": round(small * 1000, 3),
-        "append_ms_at_10000_rows": round(large * 1000, 3),
+        "rows_small": n_small,
+        "rows_large": n_large,
+        "append_ms_small": round(small * 1000, 3),
+        "append_ms_large": round(large * 1000, 3),
         "ratio": round(large / small, 3),
         "target_ratio_max": 2.0,
     }))

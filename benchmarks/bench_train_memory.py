@@ -13,7 +13,9 @@ weights with their gradients and AdamW moments, the activations saved for the ba
 forward (measured with autograd's saved-tensor hooks), the chunked LM head's working set (one chunk
 of full-vocabulary fp32 logits, its log-softmax and its gradient), the peak resident set over the
 steps, and what is left: memory the allocator holds that no live tensor explains.
-Prints one JSON object as its last line.
+`--quick`: the same on a tiny random student (benchmarks/tiny_student.py; seconds: the check that it
+still runs, tests/test_benchmarks.py; its figures mean nothing).
+Prints one JSON object as its last line: for each name of `CONFIGS`, the keys of `RESULT_KEYS`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CONFIGS = {"fp32_glibc_default": ("fp32", False), "fp32_allocator_fix": ("fp32", True),
            "bf16_allocator_fix": ("bf16", True)}
 MB = 2**20
+RESULT_KEYS = ("after_imports_mb", "frozen_weights_mb", "lora_and_optimizer_mb", "rss_after_load_mb",
+               "saved_activations_mb", "lm_head_chunk_mb", "step_peak_rss_mb", "unexplained_mb")
 
 
-def child(name: str, workdir: Path) -> dict:
+def child(name: str, workdir: Path, student: str) -> dict:
     import psutil
     import torch
 
@@ -47,14 +51,14 @@ def child(name: str, workdir: Path) -> dict:
     from trainer import allocator
     from trainer.config import TrainConfig
     from trainer.data import build_examples, collate
-    from trainer.recipe import batch_loss, micro_batches
+    from trainer.forward import batch_loss
+    from trainer.recipe import micro_batches
     from trainer.student import add_lora, load_base_model, load_tokenizer
 
     torch.set_num_threads(os.cpu_count())
     if fix:
         allocator.return_freed_memory_eagerly()
     after_imports = proc.memory_info().rss / MB
-    student = str(workdir / "student")
     cfg = TrainConfig(student=student, batch_size=BATCH, lora_r=LORA["r"], lora_alpha=LORA["alpha"],
                       lora_dropout=LORA["dropout"], lora_targets=LORA["targets"], max_length=1024, precision=precision)
     model = load_base_model(student, device=torch.device("cpu"), dtype=resolve_precision(precision, "cpu").dtype)
@@ -106,9 +110,11 @@ def main() -> None:
     parser.add_argument("--child", choices=tuple(CONFIGS))
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where bench_dorpo_vs_trl.py --workdir keeps its dataset and student (built if missing)")
+    parser.add_argument("--quick", action="store_true", help="a tiny random student: checks that the benchmark runs")
     args = parser.parse_args()
+    student_name = "tiny-student" if args.quick else "student"
     if args.child:
-        print(json.dumps(child(args.child, args.workdir)))
+        print(json.dumps(child(args.child, args.workdir, str(args.workdir / student_name))))
         return
     with tempfile.TemporaryDirectory() as scratch:
         workdir = args.workdir or Path(scratch)
@@ -116,12 +122,17 @@ def main() -> None:
 
         if not (workdir / "data").exists():
             build_dataset(workdir / "data")
-        if not (workdir / "student").exists():
-            export_student(workdir / "student")
+        if args.quick:
+            from benchmarks.tiny_student import tiny_student
+
+            if not (workdir / student_name).exists():
+                tiny_student(workdir / student_name)
+        elif not (workdir / student_name).exists():
+            export_student(workdir / student_name)
         results = {}
         for name in CONFIGS:
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--workdir", str(workdir)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, __file__, "--child", name, "--workdir", str(workdir)]
+                                 + (["--quick"] if args.quick else []), check=True, capture_output=True, text=True).stdout
             results[name] = json.loads(out.strip().splitlines()[-1])
             print(name, results[name], file=sys.stderr)
     print(json.dumps(results))

@@ -7,6 +7,10 @@ benchmarks/results/task_difficulty.json and prints one JSON object as its last l
 
     .venv/bin/python benchmarks/task_difficulty.py                # the embedded SmolLM2-135M teacher
     .venv/bin/python benchmarks/task_difficulty.py --model X.gguf # another GGUF
+    .venv/bin/python benchmarks/task_difficulty.py --quick --work W --out O  # one task per split, 32 tokens
+
+`--quick` is the check that the script still runs (tests/test_benchmarks.py), not a measure. The last
+line holds the keys of `RESULT_KEYS`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from engine.tasks import build_suite  # noqa: E402
 from engine.tasks.attempt import attempt  # noqa: E402
 from engine.teachers.embedded import EmbeddedTeacher  # noqa: E402
 
+RESULT_KEYS = ("teacher", "tasks", "per_template", "decoding", "max_tokens", "pass_at_1", "well_formed", "by_split",
+               "by_category", "templates_solved_by_variants", "solved")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -37,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores)")
     parser.add_argument("--per-template", type=int, default=0,
                         help="only the first N variants of each template (0: all); a quicker, stratified measure")
+    parser.add_argument("--quick", action="store_true", help="one task of each split, 32 tokens: checks that it runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.max_tokens = min(args.max_tokens, 32)
     from tqdm import tqdm
 
     teacher = EmbeddedTeacher(TeacherConfig(name="teacher", model=args.model, n_threads=args.threads))
@@ -46,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     log = args.work / f"difficulty-{name}.jsonl"
     done = read_log(log)
     suite = [t for t in build_suite() if not args.per_template or int(t.id.rsplit("-", 1)[1]) < args.per_template]
+    if args.quick:
+        suite = [next(t for t in suite if t.split == split) for split in ("train", "held_out")]
     with log.open("a", encoding="utf-8") as out:
         for task in tqdm([t for t in suite if t.id not in done], desc=f"difficulty ({name})", unit="task",
                          file=sys.stderr, dynamic_ncols=True):

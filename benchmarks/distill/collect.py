@@ -20,7 +20,8 @@ from pathlib import Path
 from engine.config import load_config
 from engine.errors import ShakeError
 from engine.store import DatasetStore
-from engine.tasks.episode import run_episode
+from engine.store.schema import Origin
+from engine.session.episode import run_episode
 from engine.tasks.task import Task
 from engine.teachers.pool import TeacherPool
 
@@ -30,10 +31,12 @@ TEACHER = "smollm2"
 THREADS = {"n": 0}  # llama.cpp threads for every embedded model; 0: all cores (--threads)
 
 
-def teacher_toml(teacher_model: str, worker_max_tokens: int) -> list[str]:
-    """The teacher, and answers capped at what a task needs (a step is one change to a small script)."""
+def teacher_toml(teacher_model: str, worker_max_tokens: int, candidates: int = 0) -> list[str]:
+    """The teacher, and answers capped at what a task needs (a step is one change to a small script);
+    `candidates` the worker's per cycle (0: the product's default)."""
     model = f'model = "{teacher_model}"' if teacher_model else 'model = ""'
     return [f"[teachers.{TEACHER}]", 'backend = "embedded"', model, "top_logprobs = 20", f"n_threads = {THREADS['n']}",
+            f"candidates = {candidates}",
             "[sampling.worker]", "temperature = 0.3", f"max_tokens = {worker_max_tokens}",
             "[sampling.planner]", "temperature = 0.2", "max_tokens = 128",
             "[sampling.lead]", "temperature = 0.2", "max_tokens = 160",
@@ -42,10 +45,10 @@ def teacher_toml(teacher_model: str, worker_max_tokens: int) -> list[str]:
 
 
 def write_config(path: Path, teacher_model: str, student_gguf: Path | None = None, mode: str = "off",
-                 worker: str | None = None, worker_max_tokens: int = 512) -> Path:
+                 worker: str | None = None, worker_max_tokens: int = 512, candidates: int = 0) -> Path:
     """A config for one phase: `mode` side-chain or student-first with `student_gguf`; or, with
     `worker`, that teacher as the only worker (the evaluation's sessions)."""
-    lines = teacher_toml(teacher_model, worker_max_tokens)
+    lines = teacher_toml(teacher_model, worker_max_tokens, candidates)
     if student_gguf is not None:
         lines += ["[teachers.student]", 'backend = "embedded"', f'model = "{student_gguf}"', "top_logprobs = 20",
                   f"n_threads = {THREADS['n']}"]
@@ -107,11 +110,14 @@ def run_phase(tasks: list[Task], config_path: Path, data_dir: Path, workdir: Pat
 
 def dataset_stats(data_dir: Path) -> dict:
     if not (Path(data_dir) / "sessions").exists():
-        return {"rows": 0, "complete_rows": 0, "student_negatives": 0, "agent_rows": 0, "steps_accepted": 0}
+        return {"rows": 0, "complete_rows": 0, "model_chosen_rows": 0, "context_labelled_rows": 0,
+                "student_negatives": 0, "agent_rows": 0, "steps_accepted": 0}
     with DatasetStore(data_dir, writable=False) as store:
         stats = store.stats()
         rows = [r for r in store.rows() if r.chosen]
     return {"rows": stats.rows, "complete_rows": stats.complete_rows,
+            "model_chosen_rows": sum(1 for r in rows if r.chosen.origin == Origin.MODEL),
+            "context_labelled_rows": sum(1 for r in rows if r.chosen.context_logprobs is not None),
             "student_negatives": stats.by_kind.get("student", 0),
             "agent_rows": sum(1 for r in rows if not r.is_worker),
             "steps_accepted": len({(r.session_id, r.step_index) for r in rows if r.is_worker}),
@@ -119,7 +125,8 @@ def dataset_stats(data_dir: Path) -> dict:
 
 
 def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, student_gguf: Path | None, *,
-                  max_reviews: int, seed: int, worker_max_tokens: int = 512, user_fix: bool = False) -> dict:
+                  max_reviews: int, seed: int, worker_max_tokens: int = 512, user_fix: bool = False,
+                  candidates: int = 0) -> dict:
     data_dir = round_dir / "data"
     workdir = round_dir / "tasks"
     log_path = round_dir / "collect.jsonl"
@@ -133,7 +140,8 @@ def collect_round(round_dir: Path, tasks: list[Task], teacher_model: str, studen
         if not part:
             continue
         config = write_config(round_dir / f"config-{mode}.toml", teacher_model, student_gguf,
-                              "off" if mode == "teacher" else mode, worker_max_tokens=worker_max_tokens)
+                              "off" if mode == "teacher" else mode, worker_max_tokens=worker_max_tokens,
+                              candidates=candidates)
         results += run_phase(part, config, data_dir, workdir, log_path, max_reviews=max_reviews, seed=seed,
                              desc=f"{round_dir.name}: collect ({mode})", extra={"mode": mode}, user_fix=user_fix)
     accepted = [r for r in results if r.get("accepted")]

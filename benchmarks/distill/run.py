@@ -13,10 +13,12 @@ from pathlib import Path
 from engine.tasks import HELD_OUT, TRAIN, tasks
 from engine.store.atomic import atomic_write_text
 from engine.tasks.task import Task
+from engine.teachers.embedded import default_gguf_path
 
 from . import report, stats
 from .collect import THREADS, collect_round, read_log, run_phase, write_config
-from .profile import DEFAULT_STUDENT, PROFILES, with_overrides
+from .labels import top1_disagreement
+from .profile import PROFILES, parse_variant, soft_label_source, with_overrides
 from .students import evaluate, export_base, export_student_gguf, match_check, release, train_variant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,26 @@ def train_order(first_templates: tuple[str, ...] = (), seed: int = 12) -> list[T
     return spread(first) + spread([t for t in train if t.template not in first_templates]) if first else spread(train)
 
 
+def rows_for(variant: str, summary: dict) -> int:
+    """The complete rows a variant trains on: with `+ref` every one, else those whose chosen a model wrote."""
+    return summary["complete_rows"] if parse_variant(variant)[2] else summary.get("model_chosen_rows", 0)
+
+
+def rate(rows: list[dict] | None) -> float | None:
+    return sum(r["passed"] for r in rows) / len(rows) if rows else None
+
+
+def pooled(rounds: list[dict], part: str, whole: str) -> float | None:
+    total = sum(r.get(whole, 0) for r in rounds)
+    return sum(r.get(part, 0) for r in rounds) / total if total else None
+
+
+def pooled_rate(work: Path, n_rounds: int) -> float | None:
+    """The raw teacher's greedy pass@1 over every round's train tasks (None where it was not measured)."""
+    rows = [r for k in range(n_rounds) for r in read_log(work / f"round{k}" / "raw_greedy.jsonl").values()]
+    return rate(rows)
+
+
 def outcomes(rows: list[dict], key: str = "passed") -> list[float]:
     return [1.0 if r[key] else 0.0 for r in rows]
 
@@ -58,7 +80,9 @@ def summarize(evals: dict[int, list[dict]]) -> dict:
     formed = [outcomes(evals[s], "well_formed") for s in seeds]
     mean, ci = stats.mean_ci(passed)
     wf, wf_ci = stats.mean_ci(formed)
-    return {"pass_at_1": mean, "ci95": ci, "well_formed": wf, "well_formed_ci95": wf_ci,
+    answers = [x for row in passed for x in row]
+    return {"pass_at_1": mean, "ci95": ci, "wilson95": stats.wilson(int(sum(answers)), len(answers)),
+            "well_formed": wf, "well_formed_ci95": wf_ci,
             "per_seed": {str(s): sum(p) / len(p) for s, p in zip(seeds, passed)}, "_matrix": passed}
 
 
@@ -124,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=None, help="where distill.json/.md/.png go "
                         "(default benchmarks/results, or benchmarks/results/quick with --quick)")
     parser.add_argument("--teacher-model", default="", help="teacher GGUF (default: the bundled SmolLM2-135M)")
+    parser.add_argument("--student", default=None, help="the base student, a GGUF file (default: the bundled "
+                        "SmolLM2-135M); the test passes a tiny random one (benchmarks/tiny_student.py) with --quick")
     parser.add_argument("--seeds", type=int, default=None, help="number of training seeds")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--held-out", type=int, default=None, help="held-out tasks (0: all 64)")
@@ -133,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                         "evaluates the students it has exported, from the last task backwards, so a second core works")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for llama.cpp and torch (0: all cores); "
                         "1 is faster when other work keeps the cores busy")
+    parser.add_argument("--report-only", action="store_true", help="write the report of what a run (perhaps still "
+                        "running) has finished, without collecting, training or evaluating anything")
     args = parser.parse_args(argv)
+    partial = args.report_only
     if args.threads:
         import torch
 
@@ -142,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick" if args.quick else args.profile]
     profile = with_overrides(profile, seeds=tuple(range(args.seeds)) if args.seeds else None, rounds=args.rounds,
                              held_out=args.held_out, train_tasks_per_round=args.train_tasks,
-                             train_steps=args.train_steps)
+                             train_steps=args.train_steps, student=args.student)
     work = args.work or ROOT / "benchmarks" / "results" / "work" / f"distill-{profile.name}"
     out_dir = args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if profile.name == "quick" else "")
     work.mkdir(parents=True, exist_ok=True)
@@ -171,13 +200,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.eval_helper:  # the main run exports; the helper evaluates what exists
         return eval_helper(work, held, profile)
-    base_gguf = export_base(work / "students" / "base", profile.eval_quant)
+    if partial and len(read_log(work / "eval" / "base.jsonl")) < len(held):
+        print(f"report only: {work} has not evaluated the base student yet; nothing to report", file=sys.stderr)
+        return 2
+    base_gguf = export_base(work / "students" / "base", profile.eval_quant, profile.student)
 
     def base_evaluation() -> list[dict]:  # after the rounds, so that an --eval-helper process can do it meanwhile
         return evaluate(base_gguf, held, work / "eval" / "base.jsonl", max_tokens=profile.eval_max_tokens,
                         desc="eval: base")
 
 
+    teacher_gguf = Path(args.teacher_model) if args.teacher_model else default_gguf_path()
+    fit = order[: profile.fit_tasks]  # round 0's first train tasks: what the students trained on (fitting)
+    fits: dict[int, list[dict]] = {}
     cycles: dict[str, dict | None] = {}
     rounds, previous, collector = [], {}, None
     per_round: list[dict[str, dict[int, list[dict]]]] = []
@@ -185,17 +220,40 @@ def main(argv: list[str] | None = None) -> int:
         round_dir = work / f"round{k}"
         log(f"round {k}: collect with {'the teacher' if collector is None else 'the round ' + str(k - 1) + ' student'}")
         slice_ = order[k * profile.train_tasks_per_round:(k + 1) * profile.train_tasks_per_round]
+        if partial and len(read_log(round_dir / "collect.jsonl")) < len(slice_):
+            log(f"report only: round {k} is not collected yet; the report ends with round {k - 1}")
+            break
         summary = collect_round(round_dir, slice_, args.teacher_model, collector, max_reviews=profile.max_reviews,
                                 seed=k, worker_max_tokens=max(profile.eval_max_tokens, 320),
-                                user_fix=profile.user_fix)
+                                user_fix=profile.user_fix, candidates=profile.teacher_candidates)
         if collector is not None:
             release(collector)
+        summary["teacher_system_pass_rate"] = summary["model_accepted"] / summary["tasks"] if summary["tasks"] else None
+        if profile.raw_greedy and (not partial or len(read_log(round_dir / "raw_greedy.jsonl")) >= len(slice_)):
+            # the same model asked once, greedily, on the same tasks: what the system adds
+            raw = evaluate(teacher_gguf, slice_, round_dir / "raw_greedy.jsonl", max_tokens=max(profile.eval_max_tokens, 320),
+                           desc=f"round {k}: raw teacher, greedy, train tasks")
+            summary["raw_greedy_pass_rate"] = sum(r["passed"] for r in raw) / len(raw) if raw else None
+        labels_file = round_dir / "soft_labels.json"
+        if summary["complete_rows"] and not labels_file.exists() and not partial:
+            atomic_write_text(labels_file, json.dumps(top1_disagreement(round_dir / "data", profile.student,
+                                                                        profile.max_length)))
+        if labels_file.exists():
+            summary["soft_labels"] = json.loads(labels_file.read_text())
         names = profile.variants if k == 0 else profile.round_variants
+        # With no chosen carrying context labels, a @context variant trains exactly its prompt variant (the
+        # same rows, labels and seed): it is reported as that student, not trained and evaluated twice.
+        same_as = {v: v.replace("@context", "") for v in names if "@context" in v
+                   and not summary.get("context_labelled_rows") and v.replace("@context", "") in names}
+        names = sorted(names, key=lambda v: v in same_as)  # (stable: the prompt variants first)
+        summary["same_as"] = same_as
         evals: dict[str, dict[int, list[dict]]] = {}
         current = {}
         next_collector = None
-        if summary["complete_rows"]:  # every student trained and exported first: an --eval-helper has work
+        if summary["complete_rows"] and not partial:  # every student trained and exported first: an --eval-helper has work
             for variant in names:
+                if not rows_for(variant, summary) or variant in same_as:
+                    continue
                 for seed in profile.seeds_of_round(k):
                     name, init = f"{variant}-s{seed}", previous.get(f"{variant}-s{seed}")
                     log(f"round {k}: train {name}" + (f" from {init.parent.parent.name}/{init.name}" if init else ""))
@@ -206,19 +264,32 @@ def main(argv: list[str] | None = None) -> int:
             for seed in profile.seeds_of_round(k):
                 name = f"{variant}-s{seed}"
                 init = previous.get(name)
-                keep = variant == DEFAULT_STUDENT and seed == profile.seeds[0]
-                if summary["complete_rows"] == 0:  # nothing accepted: the student stays what it was
-                    log(f"round {k}: no accepted step to train on; {name} carries over")
+                keep = variant == profile.collector and seed == profile.seeds[0]
+                if variant in same_as:
+                    twin = same_as[variant]
+                    if seed in evals.get(twin, {}):
+                        evals.setdefault(variant, {})[seed] = evals[twin][seed]
+                    current[name] = current.get(f"{twin}-s{seed}", init)
+                    continue
+                if not rows_for(variant, summary):  # nothing to train on: the student stays what it was
+                    log(f"round {k}: no accepted step {variant} trains on; {name} carries over")
                     current[name] = init
                     evals.setdefault(variant, {})[seed] = per_round[-1][variant][seed] if k else base_evaluation()
                     if keep and k + 1 < profile.rounds:
                         next_collector = collector
                     continue
+                eval_log = round_dir / "eval" / f"{name}.jsonl"
+                done = len(read_log(eval_log)) >= len(held)
+                if partial:  # what is finished, nothing more
+                    if done:
+                        evals.setdefault(variant, {})[seed] = [read_log(eval_log)[t.id] for t in held]
+                        fit_log = round_dir / "fit" / f"{name}.jsonl"
+                        if keep and fit and len(read_log(fit_log)) >= len(fit):
+                            fits[k] = [read_log(fit_log)[t.id] for t in fit]
+                    continue
                 run = train_variant(round_dir / "runs" / name, round_dir / "data", variant, seed, profile, init)
                 current[name] = run
                 student_dir = round_dir / "students" / name
-                eval_log = round_dir / "eval" / f"{name}.jsonl"
-                done = len(read_log(eval_log)) >= len(held)
                 wants_cycles = bool(cyc_tasks) and seed == profile.seeds[0] and (
                     variant in profile.cycles_variants if k == 0  # later rounds: the last one (time)
                     else variant in profile.round_variants and k == profile.rounds - 1)
@@ -240,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                 if wants_cycles:
                     cycles[f"{variant}@{k}"] = cycles_for(f"round{k}-{name}", gguf, cyc_tasks, work,
                                                           args.teacher_model, profile)
+                if keep and profile.fit_tasks:
+                    fits[k] = evaluate(gguf, fit, round_dir / "fit" / f"{name}.jsonl", max_tokens=profile.eval_max_tokens,
+                                       desc=f"round {k}: fit {name} (train tasks)")
                 if keep and k + 1 < profile.rounds:
                     next_collector = gguf  # (not written again once the next round is collected)
                 if not collects and gguf.exists():
@@ -250,20 +324,38 @@ def main(argv: list[str] | None = None) -> int:
         collector = next_collector
         per_round.append(evals)
         rounds.append({"round": k, "collected_with": "teacher" if "teacher" in summary["modes"] else
-                       f"{DEFAULT_STUDENT}-s{profile.seeds[0]} of round {k - 1} (side-chain, then student-first)", **summary,
+                       f"{profile.collector}-s{profile.seeds[0]} of round {k - 1} (side-chain, then student-first)", **summary,
+                       "collector_fit_pass_rate": rate(fits.get(k)),
                        "variants": {v: {key: val for key, val in summarize(e).items() if key != "_matrix"}
                                     for v, e in evals.items()}})
 
+    if not per_round or not per_round[0]:
+        print(f"report only: {work} has no evaluated round-0 student yet; nothing to report", file=sys.stderr)
+        return 2
+    while rounds and not rounds[-1]["variants"]:  # a round collected but with no student evaluated yet
+        rounds.pop()
+        per_round.pop()
+    complete = not partial or (len(rounds) == profile.rounds and all(
+        len(per_round[0].get(v, {})) == len(profile.seeds) for v in profile.variants))
     base_eval = base_evaluation()
-    cycles["base"] = cycles_for("base", base_gguf, cyc_tasks, work, args.teacher_model, profile)
+    cycles["base"] = cycles_for("base", base_gguf, cyc_tasks, work, args.teacher_model, profile) if not partial else None
     base = summarize({0: base_eval})
-    variants = {"base": {**{k: v for k, v in base.items() if k != "_matrix"}, "cycles": cycles.get("base")}}
+    base_fit = evaluate(base_gguf, fit, work / "fit" / "base.jsonl", max_tokens=profile.eval_max_tokens,
+                        desc="fit: base (train tasks)") \
+        if fit and (not partial or len(read_log(work / "fit" / "base.jsonl")) >= len(fit)) else None
+    variants = {"base": {**{k: v for k, v in base.items() if k != "_matrix"}, "cycles": cycles.get("base"),
+                         "soft_labels": "none", "fit_pass_rate": rate(base_fit)}}
     round0 = {v: summarize(e) for v, e in per_round[0].items()}
     for v, fig in round0.items():
         entry = {k: val for k, val in fig.items() if k != "_matrix"}
-        if v != "sft" and "sft" in round0:
-            entry["vs_sft"] = stats.paired(fig["_matrix"], round0["sft"]["_matrix"])
+        sft = "sft+ref" if parse_variant(v)[2] else "sft"  # against SFT on the same rows
+        if v != sft and sft in round0:
+            entry["vs_sft"] = stats.paired(fig["_matrix"], round0[sft]["_matrix"])
+            entry["p_vs_sft"] = entry["vs_sft"]["p_value"]
         entry["vs_base"] = stats.paired(fig["_matrix"], [base["_matrix"][0]] * len(fig["_matrix"]))
+        entry["p_vs_base"] = entry["vs_base"]["p_value"]
+        entry["soft_labels"] = soft_label_source(v)
+        entry["references"] = parse_variant(v)[2]
         entry["cycles"] = cycles.get(f"{v}@0")
         variants[v] = entry
     last = profile.rounds - 1
@@ -271,22 +363,32 @@ def main(argv: list[str] | None = None) -> int:
              for v, e in per_round[-1].items()}
     result = {
         "held_out_tasks": len(held), "held_out_task_ids": [t.id for t in held],
+        "complete": complete,  # False: --report-only before the run finished (the rounds and variants so far)
+        "teacher_system_pass_rate": pooled(rounds, "model_accepted", "tasks"),
+        "raw_greedy_pass_rate": pooled_rate(work, profile.rounds),
         "seeds": list(profile.seeds), "rounds": rounds, "variants": variants, "variants_round": 0,
         "final_round": {"round": last, "variants": final},
         "round_variants": list(profile.round_variants),
         "match_check": json.loads((work / "round0" / "match.json").read_text())
         if (work / "round0" / "match.json").exists() else None,
         "teacher": args.teacher_model or "SmolLM2-135M-Instruct Q4_1 (bundled)",
-        "student": "SmolLM2-135M-Instruct (float32 from the bundled GGUF), LoRA; evaluated as F32 GGUF on llama.cpp",
+        "student": (f"{profile.student}" if profile.student else "SmolLM2-135M-Instruct (float32 from the bundled GGUF)")
+        + f", LoRA; evaluated as {profile.eval_quant.upper() or 'F32'} GGUF on llama.cpp",
         "profile": profile.as_dict(), "minutes_last_invocation": (time.time() - started) / 60,
         "minutes_since_first_start": (time.time() - float(first_start.read_text())) / 60,
         "load_average": os.getloadavg(),
     }
     paths = report.write(result, out_dir)
-    (work / "DONE").write_text(json.dumps({"finished": time.time()}) + "\n")  # an --eval-helper stops
+    if not partial:
+        (work / "DONE").write_text(json.dumps({"finished": time.time()}) + "\n")  # an --eval-helper stops
     log(f"wrote {', '.join(str(p) for p in paths.values())}")
-    print(json.dumps({k: result[k] for k in ("held_out_tasks", "seeds")} | {
+    print(json.dumps({k: result[k] for k in ("held_out_tasks", "seeds", "teacher_system_pass_rate",
+                                             "raw_greedy_pass_rate")} | {
         "rounds": [{"round": r["round"], "complete_rows": r["complete_rows"],
+                    "teacher_system_pass_rate": r.get("teacher_system_pass_rate"),
+                    "raw_greedy_pass_rate": r.get("raw_greedy_pass_rate"),
                     **{v: r["variants"][v]["pass_at_1"] for v in r["variants"]}} for r in rounds],
-        "variants": {k: {"pass_at_1": v["pass_at_1"], "ci95": v["ci95"]} for k, v in variants.items()}}))
+        "variants": {k: {"pass_at_1": v["pass_at_1"], "ci95": v["ci95"], "soft_labels": v.get("soft_labels"),
+                         "p_vs_base": v.get("p_vs_base"), "p_vs_sft": v.get("p_vs_sft")}
+                     for k, v in variants.items()}}))
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.config import TeacherConfig
 from engine.tasks.attempt import attempt
 from engine.tasks.task import Task
-from engine.teachers.embedded import EmbeddedTeacher, default_gguf_path
+from engine.teachers.embedded import EmbeddedTeacher
 
 from .collect import read_log
 from .profile import Profile, variant_settings
@@ -25,15 +25,16 @@ from .profile import Profile, variant_settings
 _BASE = {}
 
 
-def base_model():
-    """The base student, loaded once per process; every run trains a deep copy of it."""
-    if "model" not in _BASE:
+def base_model(student: str):
+    """The base student (a `--student` spec), loaded once per process; every run trains a deep copy of it."""
+    if student not in _BASE:
         import torch
 
         from trainer.student import load_base_model
 
-        _BASE["model"] = load_base_model("", device=torch.device("cpu"), four_bit=False)
-    return _BASE["model"]
+        _BASE.clear()
+        _BASE[student] = load_base_model(student, device=torch.device("cpu"), four_bit=False)
+    return _BASE[student]
 
 
 def train_variant(run_dir: Path, data_dir: Path, variant: str, seed: int, profile: Profile,
@@ -45,7 +46,7 @@ def train_variant(run_dir: Path, data_dir: Path, variant: str, seed: int, profil
     if (run_dir / "DONE").exists():
         return run_dir
     resume = (run_dir / "config.json").exists()
-    cfg = TrainConfig(run_dir=str(run_dir), seed=seed, resume=resume, max_steps=profile.train_steps,
+    cfg = TrainConfig(student=profile.student, run_dir=str(run_dir), seed=seed, resume=resume, max_steps=profile.train_steps,
                       batch_size=profile.batch_size, lr=profile.lr, lora_r=profile.lora_r,
                       lora_alpha=2 * profile.lora_r, max_length=profile.max_length, eval_fraction=0.0,
                       checkpoint_every=4, warmup_steps=1, gradient_checkpointing=False,
@@ -53,7 +54,7 @@ def train_variant(run_dir: Path, data_dir: Path, variant: str, seed: int, profil
     if resume:
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the save of a killed run may be partial
     train(cfg, data_dir, progress=True, log=lambda m: print(f"   {run_dir.name}: {m}", file=sys.stderr),
-          base_model=copy.deepcopy(base_model()))
+          base_model=copy.deepcopy(base_model(profile.student)))
     return run_dir
 
 
@@ -74,8 +75,9 @@ def quantize_in_place(gguf: Path, kind: str) -> None:
     f32.unlink()
 
 
-def export_base(out_dir: Path, quant: str = "") -> Path:
+def export_base(out_dir: Path, quant: str = "", student: str = "") -> Path:
     """The untrained student as a GGUF, written the way every trained student is (F32, then `quant`)."""
+    from trainer.export import source_gguf
     from trainer.gguf_export import export_gguf
     from trainer.student import load_tokenizer
 
@@ -84,13 +86,13 @@ def export_base(out_dir: Path, quant: str = "") -> Path:
         return gguf
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = copy.deepcopy(base_model())
+    model = copy.deepcopy(base_model(student))
     model.hf_quantizer = None  # loaded from a GGUF, already dequantized to float32
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     model.save_pretrained(tmp / "merged", safe_serialization=True)
-    load_tokenizer("").save_pretrained(tmp / "merged")
-    export_gguf(tmp / "merged", tmp / "student.gguf", default_gguf_path())
+    load_tokenizer(student).save_pretrained(tmp / "merged")
+    export_gguf(tmp / "merged", tmp / "student.gguf", source_gguf(student))
     quantize_in_place(tmp / "student.gguf", quant)
     shutil.rmtree(tmp / "merged")
     shutil.rmtree(out_dir, ignore_errors=True)
