@@ -40,16 +40,31 @@ from engine.student.precision import PRECISIONS
 
 BACKENDS = ("embedded", "ollama", "openai", "student")
 CONSTRAIN = ("auto", "grammar", "json", "off")
+# Thinking models: "off" asks the server not to think (the default: every agent's answer is parsed, and a
+# thinking pass before it costs time and, in Ollama, runs unconstrained); "on" asks it to; "server"
+# sends nothing and takes the server's default (Ollama thinks by default on every thinking model).
+THINK = ("off", "on", "server")
+THINK_BACKENDS = ("ollama", "openai")
 # What `constrain = "auto"` means per backend: llama.cpp masks tokens with a grammar in process and in
 # its servers (which take `grammar`); Ollama enforces JSON schemas only; the student is the model
 # being trained, whose own mistakes are what the side-chain records.
 AUTO_CONSTRAIN = {"embedded": "grammar", "ollama": "json", "openai": "grammar", "student": "off"}
 CONSTRAIN_ALLOWED = {"embedded": ("grammar", "json", "off"), "ollama": ("json", "off"),
                      "openai": ("grammar", "json", "off"), "student": ("off",)}
+# What `candidates = 0` means per backend: the worker samples this many proposals a cycle and shows the
+# best that runs (issue #26: best of 4 passed 2.x times as many train tasks as one greedy answer, see
+# README). The student answers once: it is the model under training, and its own answer is the point.
+AUTO_CANDIDATES = {"embedded": 4, "ollama": 4, "openai": 4, "student": 1}
+MAX_CANDIDATES = 16
 STUDENT_MODES = ("off", "side-chain", "student-first")
+# How the student backend runs a trained student: on llama.cpp (its base GGUF + the adapter as a GGUF
+# LoRA: the embedded teacher's speed), on transformers, or auto: llama.cpp where the student converts
+# (a GGUF base and a plain LoRA adapter), else transformers, saying why (engine/teachers/student.py)
+STUDENT_SERVE = ("auto", "llama.cpp", "transformers")
 SANDBOXES = ("bwrap", "none")
 DEFAULT_TEACHER = "smollm2"
 MAX_TOP_LOGPROBS = 20  # Ollama's limit, and what the soft labels of a row are sized for
+MAX_CONFIG_BYTES = 1 << 20  # a hundred times the documented file; a larger one is a mistake, not a config
 
 
 # -- how a key is declared -------------------------------------------------------------------
@@ -124,6 +139,64 @@ def default_of(cls: type, name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
+# -- checking one value against its key (the file's parser and sections made in code) ---------
+_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
+
+
+def _toml_type(value: Any) -> str:
+    return next((name for t, name in _TOML_TYPES.items() if type(value) is t), type(value).__name__)
+
+
+def _expected(hint: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list[str]: "a list of strings", dict[str, str]: "a table of strings"}[hint]
+
+
+def _check_keys(where: str, given: dict[str, Any], allowed: set[str], path: Path) -> None:
+    for key in given:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+            suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(sorted(allowed))}"
+            raise ConfigError(f"{path}: unknown key '{key}' in [{where}]{suggestion}")
+
+
+def _table(raw: Any, where: str, path: Path) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table, got {_toml_type(raw)} {raw!r}")
+    return raw
+
+
+def _value(where: str, key: str, value: Any, hint: Any, spec: Setting, path: Path | str) -> Any:
+    """One value checked against its field: type, finiteness, range, choices."""
+    if hint is float and type(value) is int:
+        value = float(value)
+    if hint == list[str] and isinstance(value, str):
+        value = [value]  # `worker = "big"` means the one-teacher list
+    origin = typing.get_origin(hint) or hint
+    ok = type(value) is origin or (origin in (list, dict) and isinstance(value, origin))
+    if ok and origin is list:
+        ok = all(isinstance(v, str) for v in value)
+    if ok and origin is dict:
+        ok = all(isinstance(v, str) for v in value.values())
+    rule = _expected(hint) + (f" in {spec.bounds}" if spec.bounds else "")
+    if not ok:
+        raise ConfigError(f"{path}: [{where}] {key} must be {rule}, got {_toml_type(value)} {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{path}: [{where}] {key} must be a finite number in {spec.bounds}, got {value}")
+    if spec.bounds is not None and value not in spec.bounds:
+        raise ConfigError(f"{path}: [{where}] {key} must be {rule}, got {value}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{path}: [{where}] {key} must be one of {', '.join(spec.choices)}, got {value!r}")
+    return value
+
+
+def check_settings(instance: Any, where: str) -> None:
+    """Every setting of a section built in code (which never passes `parse_config`) against its field:
+    `RunnerConfig(timeout_s=math.inf)` would turn the wall-clock timeout off."""
+    for name, (f, hint) in settings_of(type(instance)).items():
+        _value(where, name, getattr(instance, name), hint, f.metadata["setting"], f"{type(instance).__name__}()")
+
+
 # -- the sections ----------------------------------------------------------------------------
 @dataclass
 class PathsConfig:
@@ -149,12 +222,24 @@ class TeacherConfig:
     retries: int = setting(3, "on connection errors and HTTP 503 only, with backoff and jitter", bounds=between(0, 100))
     seed: int = setting(0, "sampling seed; each cycle adds its number", bounds=between(0, 2**31 - 1))
     n_threads: int = setting(0, "embedded only; 0: all cores", bounds=between(0, 1024))
-    precision: str = setting("auto", "student only: auto (bf16 on a CPU with AMX or AVX-512-BF16 and on a GPU with "
-                                     "bf16, else fp32), fp32, bf16 or fp16", choices=PRECISIONS)
+    serve: str = setting("auto", "student only: llama.cpp (the base GGUF + the adapter as a GGUF LoRA), transformers, "
+                                 "or auto: llama.cpp where the student converts, else transformers", choices=STUDENT_SERVE)
+    precision: str = setting("auto", "student only, on transformers: auto (bf16 on a CPU with AMX or AVX-512-BF16 and "
+                                     "on a GPU with bf16, else fp32), fp32, bf16 or fp16", choices=PRECISIONS)
+    candidates: int = setting(0, "proposals the worker samples per cycle, each run in the sandbox, the best one shown; "
+                                 "0: auto (4 for embedded, ollama and openai, 1 for student)",
+                              bounds=between(0, MAX_CANDIDATES))
     constrain: str = setting("auto", "hold answers to each agent's shape: grammar (llama.cpp GBNF: embedded, llama.cpp "
                                      "servers), json (a JSON schema: Ollama `format`, OpenAI `response_format`), off; "
                                      "auto: grammar for embedded and openai, json for ollama, off for student",
                              choices=CONSTRAIN)
+    think: str = setting("off", "thinking models (ollama, openai): off, on, or server (its default); the "
+                                "reasoning is stored with the answer, its log-probabilities are not the answer's",
+                         choices=THINK)
+
+    def candidate_count(self, backend: str) -> int:
+        """`candidates` with 0 resolved for the backend that serves (a backend the table does not name: 1)."""
+        return self.candidates or AUTO_CANDIDATES.get(backend, 1)
 
     @property
     def answer_form(self) -> str:
@@ -182,7 +267,7 @@ class SamplingConfig:
 SAMPLING_DEFAULTS = {
     "planner": SamplingConfig(temperature=0.2, max_tokens=256),
     "lead": SamplingConfig(temperature=0.2, max_tokens=256),
-    "worker": SamplingConfig(temperature=0.3, max_tokens=1024),
+    "worker": SamplingConfig(temperature=0.0, max_tokens=1024),  # the first candidate greedy; the others: [session]
     "analyzer": SamplingConfig(temperature=0.0, max_tokens=96),  # a short reason, then the label
 }
 
@@ -219,6 +304,8 @@ class SessionConfig:
     switch_teacher_after: int = setting(3, "failed attempts (error, malformed output, Redo) before the next teacher",
                                         bounds=between(1, 1000))
     max_steps: int = setting(8, "the planner's steps are cut to this many", bounds=between(1, 100))
+    candidate_temperature: float = setting(0.8, "the worker's candidates after the first are sampled at this temperature "
+                                                "(the first at [sampling.worker] temperature)", bounds=between(0.0, 10.0))
 
 
 @dataclass
@@ -235,6 +322,9 @@ class RunnerConfig:
     max_processes: int = setting(64, "RLIMIT_NPROC for the script's user (stops fork bombs)", bounds=between(1, 4096))
     sandbox: str = setting("bwrap", "\"bwrap\": isolated (no network, read-only system, private files); "
                                     "\"none\": run model-written code unisolated, at your own risk", choices=SANDBOXES)
+
+    def __post_init__(self) -> None:
+        check_settings(self, "runner")  # the limits of a sandboxed run hold however the config was made
 
 
 @dataclass
@@ -263,8 +353,9 @@ backend = "embedded": llama.cpp in this process; model = a GGUF path, empty for 
 backend = "ollama":   an Ollama server (>= 0.12.11 for log-probabilities); model = "qwen2.5-coder:7b".
 backend = "openai":   an OpenAI-compatible server (llama.cpp server, llama_cpp.server, vLLM);
                       host = "http://127.0.0.1:8080", model = the served model name.
-backend = "student":  a trained student in process (transformers); model = a training run,
-                      an exported adapter or a merged model directory."""
+backend = "student":  a trained student in process (llama.cpp on its base GGUF with the adapter,
+                      else transformers); model = a training run, an exported adapter, a merged
+                      model directory or a GGUF file."""
 
 
 @dataclass
@@ -365,56 +456,6 @@ DEFAULT_CONFIG_TOML = render_defaults()
 
 
 # -- parsing: the one validator --------------------------------------------------------------
-_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
-
-
-def _toml_type(value: Any) -> str:
-    return next((name for t, name in _TOML_TYPES.items() if type(value) is t), type(value).__name__)
-
-
-def _expected(hint: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list[str]: "a list of strings", dict[str, str]: "a table of strings"}[hint]
-
-
-def _check_keys(where: str, given: dict[str, Any], allowed: set[str], path: Path) -> None:
-    for key in given:
-        if key not in allowed:
-            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-            suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(sorted(allowed))}"
-            raise ConfigError(f"{path}: unknown key '{key}' in [{where}]{suggestion}")
-
-
-def _table(raw: Any, where: str, path: Path) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: [{where}] must be a table, got {_toml_type(raw)} {raw!r}")
-    return raw
-
-
-def _value(where: str, key: str, value: Any, hint: Any, spec: Setting, path: Path) -> Any:
-    """One value checked against its field: type, finiteness, range, choices."""
-    if hint is float and type(value) is int:
-        value = float(value)
-    if hint == list[str] and isinstance(value, str):
-        value = [value]  # `worker = "big"` means the one-teacher list
-    origin = typing.get_origin(hint) or hint
-    ok = type(value) is origin or (origin in (list, dict) and isinstance(value, origin))
-    if ok and origin is list:
-        ok = all(isinstance(v, str) for v in value)
-    if ok and origin is dict:
-        ok = all(isinstance(v, str) for v in value.values())
-    rule = _expected(hint) + (f" in {spec.bounds}" if spec.bounds else "")
-    if not ok:
-        raise ConfigError(f"{path}: [{where}] {key} must be {rule}, got {_toml_type(value)} {value!r}")
-    if hint is float and not math.isfinite(value):
-        raise ConfigError(f"{path}: [{where}] {key} must be a finite number in {spec.bounds}, got {value}")
-    if spec.bounds is not None and value not in spec.bounds:
-        raise ConfigError(f"{path}: [{where}] {key} must be {rule}, got {value}")
-    if spec.choices and value not in spec.choices:
-        raise ConfigError(f"{path}: [{where}] {key} must be one of {', '.join(spec.choices)}, got {value!r}")
-    return value
-
-
 def _build(cls: type, where: str, given: Any, path: Path, base: Any = None, **extra: Any) -> Any:
     """An instance of a section's dataclass: `base` (or the field defaults) with the given keys checked in."""
     keys = settings_of(cls)
@@ -430,6 +471,9 @@ def parse_config(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other); "
+                          "a shake config nests two levels") from None
     specs = dict(sections())
     _check_keys("top level", raw, set(specs), path)
     defaults = Config(path, Path())
@@ -470,6 +514,9 @@ def parse_config(text: str, path: Path) -> Config:
         if teacher.answer_form not in CONSTRAIN_ALLOWED[teacher.backend]:
             raise ConfigError(f"{path}: [teachers.{name}] constrain = \"{teacher.constrain}\" is not possible with the "
                               f"{teacher.backend} backend; it allows {', '.join(CONSTRAIN_ALLOWED[teacher.backend])} or auto")
+        if teacher.think != "off" and teacher.backend not in THINK_BACKENDS:
+            raise ConfigError(f"{path}: [teachers.{name}] think = \"{teacher.think}\" is only for servers that "
+                              f"think ({', '.join(THINK_BACKENDS)}); the {teacher.backend} backend has no thinking switch")
     for agent, version in dataclasses.asdict(built["prompts"]).items():
         if version and not re.fullmatch(rf"{agent}-[0-9a-f]{{12}}", version):
             raise ConfigError(f"{path}: [prompts] {agent} must be a saved {agent} prompt version such as "
@@ -512,9 +559,13 @@ def read_config_text(path: Path) -> str:
     if not path.is_file():  # a FIFO would block forever, a device would never end
         raise ConfigError(f"{path} is not a regular file; SHAKE_CONFIG must name a TOML file")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # never more: a huge file costs nothing to refuse
     except OSError as err:
         raise ConfigError(f"{path} cannot be read: {err.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is over {MAX_CONFIG_BYTES} bytes; a config file of up to {MAX_CONFIG_BYTES} "
+                          "bytes is read (the documented defaults are about 10 KB)")
     return decode_utf8(data, str(path), ConfigError)
 
 

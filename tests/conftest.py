@@ -1,16 +1,29 @@
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ (the tiny student, the --quick checks)
 
 from engine.config import load_config  # noqa: E402
 from engine.store import DatasetStore  # noqa: E402
 from dataset_factory import make_dataset  # noqa: E402
+
+# The default student converted from its GGUF once per test run (engine/student/converted.py), shared
+# by every test and every `shake` subprocess the tests start, and never the user's own cache; a
+# developer running one file at a time may keep one between runs with SHAKE_TEST_CACHE=DIR.
+if os.environ.get("SHAKE_TEST_CACHE"):
+    os.environ["SHAKE_CACHE"] = os.environ["SHAKE_TEST_CACHE"]
+else:
+    os.environ["SHAKE_CACHE"] = tempfile.mkdtemp(prefix="shake-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SHAKE_CACHE"], ignore_errors=True)
 
 TWO_TEACHERS = """
 [teachers.a]
@@ -76,18 +89,9 @@ def smol_teacher():
 
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory, smol_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from benchmarks.tiny_student import tiny_student
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    smol_tokenizer.save_pretrained(path)
-    return str(path)
+    return str(tiny_student(tmp_path_factory.mktemp("tiny-llama"), smol_tokenizer))
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +105,34 @@ def dataset(tmp_path_factory, smol_teacher):
         rows = make_dataset(root / "data", root, smol_teacher)
     assert rows == 12
     return root / "data"
+
+
+@pytest.fixture(scope="session")
+def smol_server():
+    """One real `llama_cpp.server` on loopback with the bundled SmolLM2 (alias "smol", log-probabilities
+    on), shared by every test that talks to a real OpenAI-compatible server: each cold start costs a
+    model load and the server's own imports."""
+    from engine.teachers.embedded import default_gguf_path
+    from servers import llama_cpp_server
+
+    with llama_cpp_server(str(default_gguf_path())) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def one_step_run(tmp_path_factory, dataset, tiny_student):
+    """A finished one-step run of the tiny student on the session's dataset (half of its steps held out),
+    trained once for every test that only reads a run; a test that writes into it takes `run_copy`."""
+    from trainer.config import TrainConfig
+    from trainer.recipe import train
+
+    run_dir = tmp_path_factory.mktemp("one-step") / "run"
+    train(TrainConfig(student=tiny_student, max_steps=1, batch_size=2, lora_r=4, eval_fraction=0.5, max_length=1024,
+                      run_dir=str(run_dir)), dataset, progress=False, log=lambda m: None)
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(one_step_run, tmp_path):
+    """This test's own copy of `one_step_run`."""
+    return Path(shutil.copytree(one_step_run, tmp_path / "run"))

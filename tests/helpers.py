@@ -47,6 +47,8 @@ class ScriptedTeacher:
         self.calls: list[tuple[str, list[dict]]] = []
         self.scored: list[tuple[list[dict], str]] = []
         self.delay_s = delay_s
+        self.streamed = 0  # tokens handed to `on_token`, over every call
+        self.cancelled = 0  # generations stopped by their cancel event
 
     def agent_of(self, messages) -> str:
         system = messages[0]["content"]
@@ -64,9 +66,11 @@ class ScriptedTeacher:
         text = queue.pop(0) if queue else defaults.get(agent, worker_answer("print('default')\n"))
         for tok in fake_tokens(text):
             if cancel is not None and cancel.wait(self.delay_s):
+                self.cancelled += 1
                 raise GenerationCancelled("generation cancelled")
             if on_token:
                 on_token(tok.text)
+                self.streamed += 1
         return Generation(text, fake_tokens(text) if self.with_logprobs else [], self.identity, sampling)
 
     def score(self, messages, response: str, *, top_logprobs: int) -> TokenLogprobs:

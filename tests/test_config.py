@@ -36,7 +36,7 @@ DOCUMENTED_BEFORE = {
                              "chunk_timeout_s": 60.0, "retries": 3, "seed": 0, "n_threads": 0}},
     "agents": {"planner": ["smollm2"], "lead": ["smollm2"], "worker": ["smollm2"], "analyzer": ["smollm2"]},
     "sampling": {"planner": {"temperature": 0.2, "max_tokens": 256}, "lead": {"temperature": 0.2, "max_tokens": 256},
-                 "worker": {"temperature": 0.3, "max_tokens": 1024},
+                 "worker": {"temperature": 0.0, "max_tokens": 1024},
                  # 16 -> 96 on purpose (issue #13): the analyzer reasons before its label now
                  "analyzer": {"temperature": 0.0, "max_tokens": 96}},
     "session": {"switch_teacher_after": 3, "max_steps": 8},
@@ -223,3 +223,34 @@ def test_a_section_is_declared_in_one_place():
     assert list(documented) == names
     hints = typing.get_type_hints(Config)
     assert all(hints[name] is not None for name in names)
+
+
+@pytest.mark.parametrize("field, value", [("timeout_s", math.nan), ("timeout_s", math.inf), ("timeout_s", 0.0),
+                                          ("memory_mb", 2**63 - 1), ("sandbox", "off")])
+def test_a_runner_config_made_in_code_is_held_to_the_same_rules(field, value):
+    """`RunnerConfig(timeout_s=nan)` or `inf` turned the wall-clock timeout off: only the file was checked."""
+    from engine.config import RunnerConfig
+
+    with pytest.raises(ConfigError, match=rf"\[runner\] {field} must be"):
+        RunnerConfig(**{field: value})
+    assert RunnerConfig(timeout_s=2).timeout_s == 2  # an int where a float belongs is still a number
+
+
+def test_a_config_file_over_the_cap_is_refused_unread(tmp_path):
+    """A 10 MB config loaded (the README says a too-large one is refused)."""
+    from engine.config import MAX_CONFIG_BYTES
+
+    path = tmp_path / "c.toml"
+    path.write_text("[runner]\ntimeout_s = 5.0\n" + "# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    with pytest.raises(ConfigError, match=rf"is over {MAX_CONFIG_BYTES} bytes"):
+        load_config(path)
+    path.write_text("[runner]\ntimeout_s = 5.0\n" + "# padding\n" * (MAX_CONFIG_BYTES // 20))
+    assert load_config(path).runner.timeout_s == 5.0
+
+
+def test_a_config_nested_thousands_deep_is_one_clear_error(tmp_path):
+    """A 5000-deep nested array made tomllib recurse out of the stack: exit 70, "a bug in shake"."""
+    path = tmp_path / "c.toml"
+    path.write_text("[ui]\ntheme = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)

@@ -211,7 +211,9 @@ def data_stats(walk: Walk) -> None:
 
 @step("shake data check [--fix] [--json]")
 def data_check(walk: Walk) -> None:
-    assert walk.shake("data", "check").out == f"no problems in {walk.data}\n"
+    checked = walk.shake("data", "check").out
+    assert re.fullmatch(rf"soft labels on \d+\.\d% of chosen bytes \(\d+ of \d+\)\nno problems in {re.escape(str(walk.data))}\n",
+                        checked), checked
     assert walk.shake("data", "check", "--json").out == ""
 
 
@@ -245,14 +247,13 @@ def data_export_hf(walk: Walk) -> None:
 @step("shake data export --format axolotl [--out FILE] [--student MODEL]")
 def data_export_axolotl(walk: Walk) -> None:
     out = walk.shake("data", "export", "--format", "axolotl", "--out", "kd.jsonl").out
-    # two accepted steps; one whose teacher tokens are not the student's own tokenization (a grammar-
-    # constrained answer spells "REASONING:" in pieces) is left out, and said so
-    written = re.fullmatch(r"wrote (\d) rows to kd\.jsonl \(axolotl\)(?:; left out (\d) accepted step\(s\) whose soft "
-                           r"labels are not the student tokenizer's own tokens \(shake train aligns them by bytes\))?\n", out)
+    # two accepted steps: both exported, a grammar-constrained answer's soft labels carried over by bytes
+    written = re.fullmatch(r"wrote (\d) rows to kd\.jsonl \(axolotl\)(?:; left out (\d) accepted step\(s\) with no soft "
+                           r"labels for the student's tokens)?\n", out)
     assert written and int(written.group(1)) >= 1 and int(written.group(1)) + int(written.group(2) or 0) == 2, out
     records = [json.loads(line) for line in (walk.home / "kd.jsonl").read_text().splitlines()]
-    assert all(r["messages"][-1]["role"] == "assistant" and r["logprobs"][0][0]["token"].startswith("token_id:")
-               for r in records)
+    assert all(r["messages"][-1]["role"] == "assistant" and len(r["logprobs"]) == len(r["target_token_ids"])
+               and len({len(p) for p in r["logprobs"] + r["target_token_ids"]}) == 1 for r in records)
 
 
 @step("shake prompts list` / `show AGENT\\|VERSION [--form json]", "shake prompts add AGENT --from FILE [--pin]",
@@ -260,7 +261,7 @@ def data_export_axolotl(walk: Walk) -> None:
 def prompts_listed_added_and_optimized(walk: Walk) -> None:
     listed = walk.shake("prompts", "list").out
     assert all(agent in listed for agent in ("planner", "lead", "worker", "analyzer", "judge"))
-    assert "LABEL: ACCEPTED, REDO or EDIT" in walk.shake("prompts", "show", "analyzer").out
+    assert "LABEL: ACCEPTED" in walk.shake("prompts", "show", "analyzer").out  # the format, shown by examples
     (walk.home / "lead.txt").write_text("You are the project lead. Tell the programmer in plain words what to change.\n")
     added = walk.shake("prompts", "add", "lead", "--from", "lead.txt").out  # not pinned: later steps keep the built-in
     version = re.search(r"^saved (lead-[0-9a-f]{12}) ", added, re.M).group(1)
@@ -338,8 +339,10 @@ def student_export(walk: Walk) -> None:
 
 
 def session_on(walk: Walk, teacher: str, config: str, model: str) -> None:
-    """A new session whose worker is `teacher`: shown in the output, and stored as the chosen's writer
-    when the step is accepted (a barely trained student may also fail every attempt: exit 3)."""
+    """A new session whose worker is `teacher`: shown in the output, its proposal accepted, and stored as
+    the chosen's writer. The barely trained student writes what the SmolLM2 it started from writes (both
+    made the greeting "Hello " at their first attempt in the runs measured), and the default
+    `switch_teacher_after` gives each three attempts with their own seeds: the step is accepted, exit 0."""
     with walk.config.open("a") as f:
         f.write(config)
     walk.edit_config(r'^worker = \["\w+"\]', f'worker = ["{teacher}"]')
@@ -351,23 +354,18 @@ def session_on(walk: Walk, teacher: str, config: str, model: str) -> None:
                               "--max-steps", "1"], cwd=walk.home, env=walk.env, capture_output=True, text=True,
                              timeout=1800, stdin=subprocess.DEVNULL)
     walk.ran.append(["session", "greet.py", "--request", REQUEST])
-    assert session.returncode in (0, 3), session.stderr[-3000:]
+    assert session.returncode == 0, session.stdout[-3000:] + session.stderr[-3000:]
     assert session.stderr == "" and not NOISE.search(session.stdout), session.stderr + session.stdout[-3000:]
     assert f"worker: {teacher})" in session.stdout and f"== worker output ({teacher})" in session.stdout
+    assert "== label: Accepted (explicit prefix)" in session.stdout
     new = [r for r in walk.rows() if r["row_id"] not in before]
-    if session.returncode == 0:
-        assert "== label: Accepted (explicit prefix)" in session.stdout
-        assert new and all(r["chosen"]["teacher"]["name"] == teacher for r in new)
-        assert all(r["chosen"]["teacher"]["model"] == model for r in new)
-    else:
-        assert "failed 1 times across 1 worker teacher(s)" in session.stdout
+    assert new and all(r["chosen"]["teacher"]["name"] == teacher for r in new)
+    assert all(r["chosen"]["teacher"]["model"] == model for r in new)
 
 
 @step()
 def the_exported_gguf_as_an_embedded_teacher(walk: Walk) -> None:
     walk.rows_before_teachers = len(walk.rows())
-    # one attempt per proposal from here on: a student's failed attempt is an outcome, not a retry loop
-    walk.edit_config(r"^switch_teacher_after = 3", "switch_teacher_after = 1")
     session_on(walk, "mine", f'\n[teachers.mine]\nbackend = "embedded"\nmodel = "{walk.home / "exported" / "student.gguf"}"\n',
                "student.gguf")
 
@@ -384,10 +382,10 @@ def data_rescore(walk: Walk) -> None:
     assert "is a student" in refused  # a student never labels data: it would be distilled into itself
     out = walk.shake("data", "rescore", "--teacher", "smollm2").out
     scored = int(re.search(r"^rescored (\d+) steps \(\d+ rows\) with 'smollm2'", out, re.M).group(1))
-    assert scored >= 1  # the steps the exported GGUF and the student wrote
+    assert scored == 2  # the steps the exported GGUF and the student wrote (every other one is smollm2's own)
     accepted = [r for r in walk.rows() if r["chosen"]]
     assert all(r["chosen"]["logprobs"]["scorer"]["name"] == "smollm2" for r in accepted)
-    assert walk.shake("data", "check").out == f"no problems in {walk.data}\n"
+    assert walk.shake("data", "check").out.endswith(f"no problems in {walk.data}\n")
     again = walk.shake("data", "rescore", "--teacher", "smollm2").out
     assert again.startswith("rescored 0 steps")  # resumable: nothing left to do
 
@@ -400,6 +398,9 @@ def walk(tmp_path) -> Walk:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHAKE_") and k not in QUIET_ENVIRONMENT}
     env.update(SHAKE_CONFIG=str(tmp_path / "config.toml"), SHAKE_DATA=str(tmp_path / "data"), HOME=str(tmp_path),
                XDG_CONFIG_HOME=str(tmp_path / "xdg-config"), XDG_DATA_HOME=str(tmp_path / "xdg-data"))
+    # the test run's cache of the converted default student (tests/conftest.py), as a user's cache is kept
+    # between commands: the walk's `shake train`s do not convert the GGUF again (tests/test_converted.py does)
+    env["SHAKE_CACHE"] = os.environ["SHAKE_CACHE"]
     return Walk(tmp_path, env)
 
 
