@@ -31,8 +31,9 @@ def metrics(run_dir):
 
 
 def test_tiny_student_learns_and_logs_every_part(dataset, tiny_student, tmp_path):
-    # every step sees the same 12 rows, so the curve shows learning rather than batch noise
-    result = train(cfg(tiny_student, max_steps=12, batch_size=12, lr=3e-2, run_dir=str(tmp_path / "run")), dataset, progress=False, log=lambda m: None)
+    # every step sees the same 12 rows, so the curve shows learning rather than batch noise; at lr 3e-2 it
+    # plateaus by step 5 and a late spike (8.82 -> 8.58 -> 8.81, one fresh run) can end it above its start
+    result = train(cfg(tiny_student, max_steps=12, batch_size=12, lr=1e-2, run_dir=str(tmp_path / "run")), dataset, progress=False, log=lambda m: None)
     rows = metrics(result.run_dir)
     assert len(rows) == 12
     # A rank-8 LoRA on a random 64-wide model with a frozen, tied head learns little, but steadily;
