@@ -29,14 +29,13 @@ ANSWERS = {"planner": ["1. Add a goodbye line\n2. Count to three"],
            "worker": [worker_answer(FIRST), worker_answer(FIXED), worker_answer(COUNTED)]}
 FEEDBACK = ["redo: it should say bye, not bye?", "accept: good", "accept: fine"]
 
-# what differs between two plays of one session and says nothing about the loop: ids, times, paths
-VOLATILE = {"id", "row_id", "session_id", "created_at", "updated_at", "time", "ts", "timestamp", "script_path",
-            "started_at", "finished_at", "elapsed_s", "duration_s", "wall_s"}
+# what differs between two plays of one session and says nothing about the loop: the ids and the times
+VOLATILE = {"row_id", "session_id", "created_at", "updated_at"}
 
 
 def normalized(value):
     if isinstance(value, dict):
-        return {k: normalized(v) for k, v in sorted(value.items()) if k not in VOLATILE and not k.endswith("_at")}
+        return {k: normalized(v) for k, v in sorted(value.items()) if k not in VOLATILE}
     if isinstance(value, list):
         return [normalized(v) for v in value]
     return value
@@ -65,7 +64,6 @@ class Lines:
 
     def __init__(self, lines):
         self.lines = list(lines)
-        self.steps: list[int] = []
 
     def more(self, session):
         return bool(self.lines)
