@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import (ORIGINAL, make_app, notes, on_screen, rendered, screen_text, session_of, status_is,
-                         wait_for)
+from app_helpers import (ORIGINAL, give_feedback, make_app, notes, on_screen, rendered, screen_text, session_of,
+                         status_is, wait_for)
 from engine.config import load_config
 from engine.session import Session
 from engine.store import DatasetStore
@@ -25,9 +25,7 @@ ONE_STEP = {"planner": ["1. Add a goodbye line"], "worker": [worker_answer(A)]}
 
 
 async def accept(pilot, app):
-    app.session_screen.query_one("#feedback-input").focus()
-    await pilot.press(*"accept: good", "enter")
-    await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+    await give_feedback(pilot, app, "accept: good")
     await pilot.press("enter")
     await wait_for(pilot, status_is(app, "done"))
 
@@ -361,14 +359,10 @@ async def test_the_dataset_can_be_filtered_and_a_wrong_row_excluded_and_brought_
     app, _ = make_app(shake_env, answers)
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, status_is(app, "review"))
-        app.session_screen.query_one("#feedback-input").focus()
-        await pilot.press(*"redo: no x", "enter")
-        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await give_feedback(pilot, app, "redo: no x")
         await pilot.press("enter")
         await wait_for(pilot, status_is(app, "review"))
-        app.session_screen.query_one("#feedback-input").focus()
-        await pilot.press(*"accept: good", "enter")
-        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await give_feedback(pilot, app, "accept: good")
         await pilot.press("enter")
         await wait_for(pilot, lambda: status_is(app, "review")() and app.session_screen.session.step_index == 1)
         await accept(pilot, app)
@@ -563,7 +557,5 @@ async def test_the_footer_fits_the_terminal(shake_env, width):
             await wait_for(pilot, lambda: app.current_mode == mode)
             await assert_footer_fits(pilot, app, width, key)
         # the label confirmation adds its own keys
-        app.session_screen.query_one("#feedback-input").focus()
-        await pilot.press(*"redo: no", "enter")
-        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await give_feedback(pilot, app, "redo: no")
         await assert_footer_fits(pilot, app, width, "label")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import make_app, notes, on_screen, rendered, screen_text, session_of, status_is, wait_for
+from app_helpers import (give_feedback, make_app, notes, on_screen, rendered, screen_text, session_of, status_is,
+                         wait_for)
 from dataset_factory import make_dataset
 from engine.store import DatasetStore
 from helpers import worker_answer
@@ -214,9 +215,7 @@ async def test_9_the_feedback_is_shown_beside_the_label_it_gets(shake_env):
     app, _ = make_app(shake_env, ONE_STEP)
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, status_is(app, "review"))
-        app.session_screen.query_one("#feedback-input").focus()
-        await pilot.press(*"redo: [b]say bye[/b] louder", "enter")
-        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "label-confirm")
+        await give_feedback(pilot, app, "redo: [b]say bye[/b] louder")
         shown = rendered(app.session_screen.query_one("#label-confirm"))
         assert "redo: [b]say bye[/b] louder" in shown and "Label: Redo" in shown  # the words as typed, not markup
         await pilot.press("m")

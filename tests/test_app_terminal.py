@@ -78,6 +78,14 @@ def streaming_app(script: Path, streamed: Path) -> str:
     return STREAMING.format(root=str(ROOT), tests=str(ROOT / "tests"), script=str(script), streamed=str(streamed))
 
 
+def streaming_terminal(shake_env: Path, terminal_env) -> tuple[Terminal, Path]:
+    """`streaming_app` on hello.py in a pseudo-terminal, and the file it writes if its answer ever ends."""
+    script = shake_env / "hello.py"
+    script.write_text('print("hello")\n')
+    streamed = shake_env / "streamed-to-the-end"
+    return Terminal(streaming_app(script, streamed), terminal_env), streamed
+
+
 REVIEWING = textwrap.dedent("""
     import sys
     sys.path[:0] = [{root!r}, {tests!r}]
@@ -170,10 +178,7 @@ def test_frames_drawn_while_a_model_load_silences_stderr_still_reach_the_termina
 
 def test_ctrl_q_while_a_worker_streams_ends_the_process_at_once(terminal_env, shake_env):
     # Issue #15 item 2: "ctrl+q during generation shows a blank screen for 25-54 s".
-    script = shake_env / "hello.py"
-    script.write_text('print("hello")\n')
-    streamed = shake_env / "streamed-to-the-end"
-    term = Terminal(streaming_app(script, streamed), terminal_env)
+    term, streamed = streaming_terminal(shake_env, terminal_env)
     try:
         assert term.wait_for(b"worker:", timeout=60), "the worker never streamed"
         term.read_for(0.5)
@@ -291,10 +296,7 @@ def test_closing_the_terminal_of_make_run_ends_the_app_and_releases_the_data_loc
 def test_sighup_ends_the_app_as_quitting_does(terminal_env, shake_env):
     # Started directly, the hangup reaches the app: it exits through its own quit path (the engine
     # cancelled, the store closed; exit code 129), not killed where it stands by the default action.
-    script = shake_env / "hello.py"
-    script.write_text('print("hello")\n')
-    streamed = shake_env / "streamed-to-the-end"
-    term = Terminal(streaming_app(script, streamed), terminal_env)
+    term, streamed = streaming_terminal(shake_env, terminal_env)
     try:
         assert term.wait_for(b"worker:", timeout=60), "the worker never streamed"
         os.kill(term.pid, signal.SIGHUP)
